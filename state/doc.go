@@ -1,0 +1,38 @@
+// Package state defines the state-store contracts of onceflow and an
+// in-memory byte store.
+//
+// # Model
+//
+// A store is owned by exactly one task: the pair (sub-topology, partition).
+// The runtime gives each task one byte-level [KV] per store it uses. A KV is
+// an ordered map from []byte to []byte; keys are ordered bytewise (as
+// [bytes.Compare] orders them), which is the order [KV.Range] and
+// [KV.PrefixScan] return them in.
+//
+// Processors do not use a KV directly. They see a typed [KeyValueStore],
+// built by [NewKeyValueStore] from a KV and two [Codec]s (the key codec and
+// the value codec). topology.Serde values satisfy Codec, so the serdes used to
+// declare a store in a topology are the codecs of its typed view. Because
+// order is defined on serialized bytes, [KeyValueStore.Range] and
+// [KeyValueStore.PrefixScan] are only meaningful for key codecs whose byte
+// order matches the order you want (strings, big-endian integers, raw bytes);
+// a JSON key codec, for example, wraps strings in quotes.
+//
+// # Ownership and lifetimes
+//
+//   - Values returned by [KV.Get] belong to the caller.
+//   - Slices passed to [KV.Put] may be reused by the caller after Put returns.
+//   - [Iterator.Key] and [Iterator.Value] are valid only until the next call to
+//     Next or Close, and must not be modified. Copy them to keep them.
+//   - Every iterator must be closed. Iterators are not safe for concurrent use.
+//
+// # Transactions
+//
+// Under exactly-once processing the runtime's KV buffers writes in a pending
+// batch that is applied only after the Kafka transaction commits; reads see
+// the task's own pending writes. That is invisible at this level: a KV behaves
+// like a plain ordered map to the code using it.
+//
+// [NewMemKV] returns an in-memory KV for tests and for stores that need no
+// durability.
+package state
