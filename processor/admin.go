@@ -1,0 +1,127 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// clusterMeta is what the workers need to know about topics, read once at
+// start: partition counts of every topic the processor writes or reads.
+type clusterMeta struct {
+	partitions map[string]int32
+}
+
+// prepare checks that every source and sink topic exists, that the source
+// topics of each sub-topology are co-partitioned, and creates the
+// dead-letter topic when the DeadLetter policy needs it.
+func (p *Processor) prepare(ctx context.Context) (*clusterMeta, error) {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(p.cfg.brokers...)}, p.cfg.kgoOpts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("processor: create admin client: %w", err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+
+	var topics []string
+	for _, s := range p.topo.SubTopologies() {
+		topics = append(topics, s.SourceTopics...)
+		topics = append(topics, s.SinkTopics...)
+	}
+	mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	md, err := adm.Metadata(mctx, topics...)
+	if err != nil {
+		return nil, fmt.Errorf("processor: read metadata from %s: %w", strings.Join(p.cfg.brokers, ","), err)
+	}
+	meta := &clusterMeta{partitions: map[string]int32{}}
+	var missing []string
+	for _, t := range topics {
+		td, ok := md.Topics[t]
+		switch {
+		case !ok || errors.Is(td.Err, kerr.UnknownTopicOrPartition):
+			missing = append(missing, t)
+		case td.Err != nil:
+			return nil, fmt.Errorf("processor: metadata of topic %q: %w", t, td.Err)
+		default:
+			meta.partitions[t] = int32(len(td.Partitions))
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		missing = compactStrings(missing)
+		return nil, fmt.Errorf("%w: %s (create it before starting; application %q)", ErrTopicMissing, quoteAll(missing), p.cfg.appID)
+	}
+	for _, s := range p.topo.SubTopologies() {
+		var parts []string
+		first := meta.partitions[s.SourceTopics[0]]
+		mismatch := false
+		for _, t := range s.SourceTopics {
+			parts = append(parts, fmt.Sprintf("%q has %d", t, meta.partitions[t]))
+			mismatch = mismatch || meta.partitions[t] != first
+		}
+		if mismatch {
+			return nil, fmt.Errorf("%w: sub-topology %d reads topics with different partition counts: %s", ErrNotCopartitioned, s.ID, strings.Join(parts, ", "))
+		}
+	}
+	if p.cfg.errorPolicy == DeadLetter {
+		n, err := p.ensureDLQ(mctx, adm, meta)
+		if err != nil {
+			return nil, err
+		}
+		meta.partitions[p.DeadLetterTopic()] = n
+	}
+	return meta, nil
+}
+
+// ensureDLQ creates the dead-letter topic if missing, with as many
+// partitions as the largest source topic, and returns its partition count.
+func (p *Processor) ensureDLQ(ctx context.Context, adm *kadm.Client, meta *clusterMeta) (int32, error) {
+	name := p.DeadLetterTopic()
+	md, err := adm.Metadata(ctx, name)
+	if err != nil {
+		return 0, fmt.Errorf("processor: metadata of dead-letter topic %q: %w", name, err)
+	}
+	if td, ok := md.Topics[name]; ok && td.Err == nil {
+		return int32(len(td.Partitions)), nil
+	}
+	var n int32 = 1
+	for _, s := range p.topo.SubTopologies() {
+		for _, t := range s.SourceTopics {
+			n = max(n, meta.partitions[t])
+		}
+	}
+	resp, err := adm.CreateTopic(ctx, n, -1, nil, name)
+	if err == nil && resp.Err != nil && !errors.Is(resp.Err, kerr.TopicAlreadyExists) {
+		err = resp.Err
+	}
+	if err != nil {
+		return 0, fmt.Errorf("processor: create dead-letter topic %q: %w", name, err)
+	}
+	return n, nil
+}
+
+func compactStrings(s []string) []string {
+	out := s[:0]
+	for i, v := range s {
+		if i == 0 || v != s[i-1] {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func quoteAll(s []string) string {
+	q := make([]string, len(s))
+	for i, v := range s {
+		q[i] = fmt.Sprintf("%q", v)
+	}
+	return strings.Join(q, ", ")
+}

@@ -1,0 +1,285 @@
+package processor
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Guarantee selects the delivery guarantee, like Kafka Streams'
+// processing.guarantee.
+type Guarantee int
+
+const (
+	// ExactlyOnce commits outputs, store changelog writes and consumed
+	// offsets in one Kafka transaction (Kafka Streams' exactly_once_v2).
+	// read_committed readers see each input record's effects exactly once.
+	ExactlyOnce Guarantee = iota
+	// AtLeastOnce commits offsets only after every output of the batch is
+	// acknowledged; a crash repeats the work since the last commit.
+	AtLeastOnce
+	// AtMostOnce commits offsets before the batch is processed; a crash
+	// loses the work of the uncommitted batch and never repeats it.
+	AtMostOnce
+)
+
+// String returns the guarantee's name as Kafka Streams spells it.
+func (g Guarantee) String() string {
+	switch g {
+	case ExactlyOnce:
+		return "exactly_once_v2"
+	case AtLeastOnce:
+		return "at_least_once"
+	case AtMostOnce:
+		return "at_most_once"
+	}
+	return fmt.Sprintf("Guarantee(%d)", int(g))
+}
+
+// ParseGuarantee accepts exactly-once, at-least-once and at-most-once (with
+// dashes or underscores; exactly_once_v2 too).
+func ParseGuarantee(s string) (Guarantee, error) {
+	switch strings.ReplaceAll(strings.ToLower(strings.TrimSpace(s)), "-", "_") {
+	case "exactly_once", "exactly_once_v2", "eos":
+		return ExactlyOnce, nil
+	case "at_least_once", "alo":
+		return AtLeastOnce, nil
+	case "at_most_once", "amo":
+		return AtMostOnce, nil
+	}
+	return 0, fmt.Errorf("processor: unknown guarantee %q (want exactly-once, at-least-once or at-most-once)", s)
+}
+
+// ErrorPolicy says what happens to a record whose deserialization or
+// processing fails (a user panic counts as a failure).
+type ErrorPolicy int
+
+const (
+	// Fail stops Run with an error naming the record's topic, partition and
+	// offset. Under ExactlyOnce and AtLeastOnce nothing from the bad record
+	// on is committed, so a restart meets the same record again.
+	Fail ErrorPolicy = iota
+	// Skip logs the failure, counts it (Stats.Skipped) and goes on.
+	Skip
+	// DeadLetter writes the raw record, with headers describing the error,
+	// to the topic <application-id>-dlq (inside the transaction under
+	// ExactlyOnce) and goes on.
+	DeadLetter
+)
+
+// String returns the policy's name.
+func (p ErrorPolicy) String() string {
+	switch p {
+	case Fail:
+		return "fail"
+	case Skip:
+		return "skip"
+	case DeadLetter:
+		return "dead-letter"
+	}
+	return fmt.Sprintf("ErrorPolicy(%d)", int(p))
+}
+
+// Opt configures a Processor. Options are applied in order by New, and the
+// result is validated as a whole.
+type Opt interface{ apply(*cfg) }
+
+type optFunc func(*cfg)
+
+func (f optFunc) apply(c *cfg) { f(c) }
+
+type cfg struct {
+	brokers            []string
+	appID              string
+	instanceID         string
+	guarantee          Guarantee
+	commitInterval     time.Duration
+	commitIntervalSet  bool
+	maxRecordsPerTxn   int
+	maxPollRecords     int
+	errorPolicy        ErrorPolicy
+	logger             *slog.Logger
+	kgoOpts            []kgo.Opt
+	workers            int
+	sessionTimeout     time.Duration
+	transactionTimeout time.Duration
+	staticMembership   bool
+}
+
+func defaultCfg() cfg {
+	return cfg{
+		guarantee:          ExactlyOnce,
+		maxRecordsPerTxn:   10_000,
+		maxPollRecords:     2_000,
+		errorPolicy:        Fail,
+		logger:             slog.New(slog.DiscardHandler),
+		workers:            1,
+		sessionTimeout:     45 * time.Second,
+		transactionTimeout: 10 * time.Second,
+		staticMembership:   true,
+	}
+}
+
+// Brokers sets the seed brokers (Kafka's bootstrap.servers). Required.
+func Brokers(seeds ...string) Opt {
+	return optFunc(func(c *cfg) { c.brokers = append(c.brokers, seeds...) })
+}
+
+// ApplicationID sets the application id (Kafka Streams' application.id). It
+// is the consumer group id and the prefix of the transactional ids and of
+// internal topic names, so it must be a legal topic name. Required.
+func ApplicationID(id string) Opt { return optFunc(func(c *cfg) { c.appID = id }) }
+
+// InstanceID sets this instance's id: stable across restarts, unique among
+// running instances. Worker n of the instance uses the group instance id
+// <instance-id>-<n> and the transactional id
+// <application-id>-<instance-id>-<n>, so a restarted instance takes its
+// partitions back without a rebalance and fences its zombie. The default is
+// derived from the host name.
+func InstanceID(id string) Opt { return optFunc(func(c *cfg) { c.instanceID = id }) }
+
+// WithGuarantee selects the delivery guarantee (Kafka Streams'
+// processing.guarantee). The default is ExactlyOnce.
+func WithGuarantee(g Guarantee) Opt { return optFunc(func(c *cfg) { c.guarantee = g }) }
+
+// CommitInterval sets how often the open transaction is committed (or,
+// without transactions, how often offsets are committed), like Kafka
+// Streams' commit.interval.ms. The default is 100 ms under ExactlyOnce and
+// 1 s otherwise.
+func CommitInterval(d time.Duration) Opt {
+	return optFunc(func(c *cfg) { c.commitInterval, c.commitIntervalSet = d, true })
+}
+
+// MaxRecordsPerTransaction ends the transaction (or offset-commit batch)
+// early once this many input records are in it. The default is 10,000.
+func MaxRecordsPerTransaction(n int) Opt { return optFunc(func(c *cfg) { c.maxRecordsPerTxn = n }) }
+
+// MaxPollRecords caps the records taken from one poll (Kafka's
+// max.poll.records). The default is 2,000.
+func MaxPollRecords(n int) Opt { return optFunc(func(c *cfg) { c.maxPollRecords = n }) }
+
+// OnError sets what happens to a record that fails to deserialize or
+// process (Kafka Streams' deserialization and processing exception
+// handlers). The default is Fail.
+func OnError(p ErrorPolicy) Opt { return optFunc(func(c *cfg) { c.errorPolicy = p }) }
+
+// Logger sets the logger; the default discards. Records are logged with the
+// keys topic, partition, offset, task and txn_id.
+func Logger(l *slog.Logger) Opt { return optFunc(func(c *cfg) { c.logger = l }) }
+
+// KgoOpts passes extra options to every franz-go client the processor
+// creates, after its own (so they win). Options that change the group, the
+// transactional id or the isolation level break the guarantee; use them to
+// tune fetch sizes, linger, TLS or SASL.
+func KgoOpts(opts ...kgo.Opt) Opt {
+	return optFunc(func(c *cfg) { c.kgoOpts = append(c.kgoOpts, opts...) })
+}
+
+// Workers sets how many workers the instance runs (Kafka Streams'
+// num.stream.threads). Each worker is its own group member with its own
+// transactional producer. The default is 1.
+func Workers(n int) Opt { return optFunc(func(c *cfg) { c.workers = n }) }
+
+// SessionTimeout sets the consumer group session timeout (Kafka's
+// session.timeout.ms): how long a silent member keeps its partitions. The
+// default is 45 s; the broker bounds it by group.min.session.timeout.ms
+// (6 s by default).
+func SessionTimeout(d time.Duration) Opt { return optFunc(func(c *cfg) { c.sessionTimeout = d }) }
+
+// TransactionTimeout sets the producer's transaction timeout (Kafka's
+// transaction.timeout.ms): how long the open transaction of a dead instance
+// blocks read_committed readers. The default is 10 s, as Kafka Streams sets
+// it.
+func TransactionTimeout(d time.Duration) Opt {
+	return optFunc(func(c *cfg) { c.transactionTimeout = d })
+}
+
+// StaticMembership turns static group membership (Kafka's
+// group.instance.id) on or off. On (the default), a restarted instance gets
+// its partitions back without a rebalance, and a stopped one keeps them
+// until the session timeout.
+func StaticMembership(on bool) Opt { return optFunc(func(c *cfg) { c.staticMembership = on }) }
+
+var (
+	legalName   = regexp.MustCompile(`^[a-zA-Z0-9._-]+$`)
+	illegalRuns = regexp.MustCompile(`[^a-zA-Z0-9._-]+`)
+)
+
+// validate reports every problem with the configuration at once.
+func (c *cfg) validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if len(c.brokers) == 0 {
+		bad("Brokers: no seed brokers given")
+	}
+	for _, b := range c.brokers {
+		if strings.TrimSpace(b) == "" {
+			bad("Brokers: empty broker address")
+		}
+	}
+	switch {
+	case c.appID == "":
+		bad("ApplicationID: required")
+	case !legalName.MatchString(c.appID) || len(c.appID) > 200:
+		bad("ApplicationID: %q must be 1-200 characters of [a-zA-Z0-9._-] (it prefixes topic names)", c.appID)
+	}
+	if !legalName.MatchString(c.instanceID) || len(c.instanceID) > 200 {
+		bad("InstanceID: %q must be 1-200 characters of [a-zA-Z0-9._-]", c.instanceID)
+	}
+	if c.guarantee < ExactlyOnce || c.guarantee > AtMostOnce {
+		bad("WithGuarantee: unknown guarantee %d", int(c.guarantee))
+	}
+	if c.commitInterval <= 0 {
+		bad("CommitInterval: must be positive, got %v", c.commitInterval)
+	}
+	if c.maxRecordsPerTxn < 1 {
+		bad("MaxRecordsPerTransaction: must be at least 1, got %d", c.maxRecordsPerTxn)
+	}
+	if c.maxPollRecords < 1 {
+		bad("MaxPollRecords: must be at least 1, got %d", c.maxPollRecords)
+	}
+	if c.errorPolicy < Fail || c.errorPolicy > DeadLetter {
+		bad("OnError: unknown policy %d", int(c.errorPolicy))
+	}
+	if c.logger == nil {
+		bad("Logger: nil logger (omit the option to discard logs)")
+	}
+	if c.workers < 1 || c.workers > 256 {
+		bad("Workers: must be 1 to 256, got %d", c.workers)
+	}
+	if c.sessionTimeout < time.Second {
+		bad("SessionTimeout: must be at least 1s, got %v", c.sessionTimeout)
+	}
+	if c.transactionTimeout < time.Second {
+		bad("TransactionTimeout: must be at least 1s, got %v", c.transactionTimeout)
+	} else if c.guarantee == ExactlyOnce && c.commitInterval >= c.transactionTimeout {
+		bad("CommitInterval: %v must be shorter than TransactionTimeout %v under exactly-once", c.commitInterval, c.transactionTimeout)
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w:\n%w", ErrInvalidConfig, errors.Join(errs...))
+}
+
+// finish fills in defaults that depend on other options.
+func (c *cfg) finish() {
+	if !c.commitIntervalSet {
+		c.commitInterval = time.Second
+		if c.guarantee == ExactlyOnce {
+			c.commitInterval = 100 * time.Millisecond
+		}
+	}
+	if c.instanceID == "" {
+		host, err := os.Hostname()
+		if err != nil || host == "" {
+			host = "instance"
+		}
+		c.instanceID = strings.Trim(illegalRuns.ReplaceAllString(host, "-"), "-")
+	}
+}

@@ -1,0 +1,114 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/onceflow/onceflow/topology"
+)
+
+// Processor runs a topology as one instance of an application. Create it
+// with New, run it with Run.
+type Processor struct {
+	cfg     cfg
+	topo    *topology.Topology
+	running atomic.Bool
+	stats   counters
+}
+
+// Stats are running totals for one Processor, across its workers.
+type Stats struct {
+	// Processed counts input records processed without error (in
+	// transactions that may later abort: it counts work, not results).
+	Processed int64
+	// Skipped counts records dropped by the Skip policy.
+	Skipped int64
+	// DeadLettered counts records written to the dead-letter topic.
+	DeadLettered int64
+	// Commits counts committed transactions (or offset commits without
+	// transactions).
+	Commits int64
+	// Aborts counts aborted transactions.
+	Aborts int64
+}
+
+type counters struct {
+	processed, skipped, deadLettered, commits, aborts atomic.Int64
+}
+
+// New validates the options and returns a Processor for t. It reports every
+// configuration problem at once, wrapped in ErrInvalidConfig, and makes no
+// network call.
+func New(t *topology.Topology, opts ...Opt) (*Processor, error) {
+	c := defaultCfg()
+	for _, o := range opts {
+		if o != nil {
+			o.apply(&c)
+		}
+	}
+	c.finish()
+	err := c.validate()
+	if t == nil {
+		err = errors.Join(err, fmt.Errorf("%w: nil topology", ErrInvalidConfig))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &Processor{cfg: c, topo: t}, nil
+}
+
+// Stats returns a snapshot of the running totals.
+func (p *Processor) Stats() Stats {
+	return Stats{
+		Processed:    p.stats.processed.Load(),
+		Skipped:      p.stats.skipped.Load(),
+		DeadLettered: p.stats.deadLettered.Load(),
+		Commits:      p.stats.commits.Load(),
+		Aborts:       p.stats.aborts.Load(),
+	}
+}
+
+// DeadLetterTopic returns the name of the dead-letter topic,
+// <application-id>-dlq.
+func (p *Processor) DeadLetterTopic() string { return p.cfg.appID + "-dlq" }
+
+// Run checks the topics, joins the consumer group and processes records
+// until ctx is cancelled or an unrecoverable error occurs. Cancelling ctx is
+// a graceful shutdown: each worker commits (or, if it cannot, aborts) its
+// open transaction and closes its client, and Run returns nil. A fenced
+// instance returns an error wrapping ErrFenced. Run may be called once.
+func (p *Processor) Run(ctx context.Context) error {
+	if !p.running.CompareAndSwap(false, true) {
+		return errors.New("processor: Run called twice")
+	}
+	meta, err := p.prepare(ctx)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	for n := range p.cfg.workers {
+		w := newWorker(p, n, meta)
+		wg.Go(func() {
+			if err := w.run(ctx); err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+				cancel(err)
+			}
+		})
+	}
+	wg.Wait()
+	return firstErr
+}

@@ -1,0 +1,391 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/onceflow/onceflow/state"
+	"github.com/onceflow/onceflow/topology"
+)
+
+// worker is one consumer-group member: it owns a client (a transactional
+// one under ExactlyOnce), the tasks of the partitions assigned to it, and
+// their stores. Everything but the produce promise and the rebalance
+// callbacks runs on the worker's goroutine.
+type worker struct {
+	p     *Processor
+	n     int
+	meta  *clusterMeta
+	txnID string // transactional id under ExactlyOnce, else empty
+	log   *slog.Logger
+
+	cl  *kgo.Client
+	txn *txnState // nil unless ExactlyOnce
+
+	subFor  map[string]int // source topic -> sub-topology
+	tasks   map[topology.TaskID]*topology.Task
+	stores  map[storeKey]*state.Overlay
+	keyPart map[string]kgo.TopicPartitioner
+	rr      int
+
+	promise func(*kgo.Record, error)
+	// produceErr is the first produce failure since the last commit;
+	// written by the producer's promise goroutine.
+	produceMu  sync.Mutex
+	produceErr error
+
+	// revoked collects partitions taken away by a rebalance; the group's
+	// goroutine adds, the worker's drains.
+	revokedMu sync.Mutex
+	revoked   map[string][]int32
+}
+
+type storeKey struct {
+	name string
+	task topology.TaskID
+}
+
+func newWorker(p *Processor, n int, meta *clusterMeta) *worker {
+	w := &worker{
+		p:       p,
+		n:       n,
+		meta:    meta,
+		subFor:  map[string]int{},
+		tasks:   map[topology.TaskID]*topology.Task{},
+		stores:  map[storeKey]*state.Overlay{},
+		keyPart: map[string]kgo.TopicPartitioner{},
+	}
+	if p.cfg.guarantee == ExactlyOnce {
+		w.txnID = fmt.Sprintf("%s-%s-%d", p.cfg.appID, p.cfg.instanceID, n)
+	}
+	w.log = p.cfg.logger.With("worker", n, "instance", p.cfg.instanceID)
+	if w.txnID != "" {
+		w.log = w.log.With("txn_id", w.txnID)
+	}
+	for _, t := range p.topo.SourceTopics() {
+		id, _ := p.topo.SubTopologyFor(t)
+		w.subFor[t] = id
+	}
+	w.promise = func(r *kgo.Record, err error) {
+		if err == nil {
+			return
+		}
+		w.produceMu.Lock()
+		if w.produceErr == nil {
+			w.produceErr = fmt.Errorf("produce to topic %q partition %d: %w", r.Topic, r.Partition, err)
+		}
+		w.produceMu.Unlock()
+	}
+	return w
+}
+
+// clientOpts are the options every guarantee shares.
+func (w *worker) clientOpts() []kgo.Opt {
+	c := &w.p.cfg
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(c.brokers...),
+		kgo.ConsumerGroup(c.appID),
+		kgo.ConsumeTopics(w.p.topo.SourceTopics()...),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.SessionTimeout(c.sessionTimeout),
+		kgo.DisableAutoCommit(),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.WithLogger(kgoLogger{w.log}),
+		kgo.OnPartitionsRevoked(w.onRevoked),
+		kgo.OnPartitionsLost(w.onRevoked),
+	}
+	if c.staticMembership {
+		opts = append(opts, kgo.InstanceID(fmt.Sprintf("%s-%d", c.instanceID, w.n)))
+	}
+	return opts
+}
+
+func (w *worker) onRevoked(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	w.revokedMu.Lock()
+	defer w.revokedMu.Unlock()
+	if w.revoked == nil {
+		w.revoked = map[string][]int32{}
+	}
+	for t, ps := range lost {
+		w.revoked[t] = append(w.revoked[t], ps...)
+	}
+}
+
+// dropRevoked closes the tasks of revoked partitions. Call it only outside
+// a transaction.
+func (w *worker) dropRevoked() {
+	w.revokedMu.Lock()
+	rev := w.revoked
+	w.revoked = nil
+	w.revokedMu.Unlock()
+	for t, ps := range rev {
+		sub, ok := w.subFor[t]
+		if !ok {
+			continue
+		}
+		for _, p := range ps {
+			w.closeTask(topology.TaskID{SubTopology: sub, Partition: p})
+		}
+	}
+}
+
+func (w *worker) takeProduceErr() error {
+	w.produceMu.Lock()
+	defer w.produceMu.Unlock()
+	err := w.produceErr
+	w.produceErr = nil
+	return err
+}
+
+func (w *worker) hasProduceErr() bool {
+	w.produceMu.Lock()
+	defer w.produceMu.Unlock()
+	return w.produceErr != nil
+}
+
+// task returns the task for id, creating and initializing it on first use.
+func (w *worker) task(id topology.TaskID) (*topology.Task, error) {
+	if t, ok := w.tasks[id]; ok {
+		return t, nil
+	}
+	t, err := w.p.topo.NewTask(id, &taskEnv{w: w, id: id})
+	if err != nil {
+		return nil, fmt.Errorf("processor: create task %s: %w", id, err)
+	}
+	if err := t.Init(); err != nil {
+		_ = t.Close()
+		return nil, fmt.Errorf("processor: init task %s: %w", id, err)
+	}
+	w.tasks[id] = t
+	w.log.Debug("task started", "task", id.String())
+	return t, nil
+}
+
+func (w *worker) closeTask(id topology.TaskID) {
+	t, ok := w.tasks[id]
+	if !ok {
+		return
+	}
+	delete(w.tasks, id)
+	if err := t.Close(); err != nil {
+		w.log.Warn("closing task failed", "task", id.String(), "err", err)
+	}
+}
+
+// resetTasks throws every task away (after an abort): their processors'
+// in-memory state reflects records whose effects were rolled back. Tasks
+// are created afresh when their next record arrives.
+func (w *worker) resetTasks() {
+	for id := range w.tasks {
+		w.closeTask(id)
+	}
+	for _, s := range w.stores {
+		s.Discard()
+	}
+}
+
+func (w *worker) closeAll() {
+	for id := range w.tasks {
+		w.closeTask(id)
+	}
+}
+
+// commitStores makes the stores' pending writes durable; called once the
+// records they derive from are committed.
+func (w *worker) commitStores() error {
+	for k, s := range w.stores {
+		if err := s.Commit(); err != nil {
+			return fmt.Errorf("processor: commit store %q of task %s: %w", k.name, k.task, err)
+		}
+	}
+	return nil
+}
+
+// process runs one polled record through its task. It returns an error only
+// when the worker must stop: a Fail-policy record failure, or a failure that
+// is not the record's fault.
+func (w *worker) process(r *kgo.Record) error {
+	sub, ok := w.subFor[r.Topic]
+	if !ok {
+		return fmt.Errorf("processor: polled a record of topic %q, which no source reads", r.Topic)
+	}
+	t, err := w.task(topology.TaskID{SubTopology: sub, Partition: r.Partition})
+	if err != nil {
+		return err
+	}
+	raw := topology.RawRecord{
+		Topic:     r.Topic,
+		Partition: r.Partition,
+		Offset:    r.Offset,
+		Key:       r.Key,
+		Value:     r.Value,
+		Timestamp: r.Timestamp,
+	}
+	if len(r.Headers) > 0 {
+		raw.Headers = make([]topology.Header, len(r.Headers))
+		for i, h := range r.Headers {
+			raw.Headers[i] = topology.Header{Key: h.Key, Value: h.Value}
+		}
+	}
+	err = t.Process(raw)
+	if err == nil {
+		w.p.stats.processed.Add(1)
+		return nil
+	}
+	return w.recordFailed(r, err)
+}
+
+// envError marks a failure of the runtime underneath a task (not the
+// record's fault), so the error policy does not apply to it.
+type envError struct{ err error }
+
+func (e *envError) Error() string { return e.err.Error() }
+func (e *envError) Unwrap() error { return e.err }
+
+func (w *worker) recordFailed(r *kgo.Record, err error) error {
+	where := fmt.Errorf("processor: record at topic %q partition %d offset %d: %w", r.Topic, r.Partition, r.Offset, err)
+	var env *envError
+	if errors.As(err, &env) || errors.Is(err, topology.ErrUnknownTopic) {
+		return where
+	}
+	switch w.p.cfg.errorPolicy {
+	case Skip:
+		w.p.stats.skipped.Add(1)
+		w.log.Warn("skipping record that failed", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
+		return nil
+	case DeadLetter:
+		w.deadLetter(r, err)
+		w.p.stats.deadLettered.Add(1)
+		w.log.Warn("dead-lettered record that failed", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
+		return nil
+	}
+	return where
+}
+
+// Header keys of a dead-lettered record.
+const (
+	HeaderError     = "onceflow.error"
+	HeaderTopic     = "onceflow.topic"
+	HeaderPartition = "onceflow.partition"
+	HeaderOffset    = "onceflow.offset"
+	HeaderApp       = "onceflow.application"
+)
+
+func (w *worker) deadLetter(r *kgo.Record, cause error) {
+	headers := append([]kgo.RecordHeader(nil), r.Headers...)
+	headers = append(headers,
+		kgo.RecordHeader{Key: HeaderError, Value: []byte(cause.Error())},
+		kgo.RecordHeader{Key: HeaderTopic, Value: []byte(r.Topic)},
+		kgo.RecordHeader{Key: HeaderPartition, Value: strconv.AppendInt(nil, int64(r.Partition), 10)},
+		kgo.RecordHeader{Key: HeaderOffset, Value: strconv.AppendInt(nil, r.Offset, 10)},
+		kgo.RecordHeader{Key: HeaderApp, Value: []byte(w.p.cfg.appID)},
+	)
+	topic := w.p.DeadLetterTopic()
+	w.produce(&kgo.Record{
+		Topic:     topic,
+		Partition: w.partitionFor(topic, r.Key, r.Partition),
+		Key:       r.Key,
+		Value:     r.Value,
+		Headers:   headers,
+		Timestamp: r.Timestamp,
+	})
+}
+
+// produce hands a record to the client; failures arrive at the promise.
+// The context is not the worker's: a graceful shutdown still flushes what
+// was produced.
+func (w *worker) produce(r *kgo.Record) {
+	w.cl.Produce(context.Background(), r, w.promise)
+}
+
+// partitionFor picks a partition for a record without an explicit one:
+// Kafka's murmur2 placement for keyed records (so keys land where Java
+// clients put them), round-robin for records without a key. fallback is
+// used when the topic's partition count is unknown.
+func (w *worker) partitionFor(topic string, key []byte, fallback int32) int32 {
+	n, ok := w.meta.partitions[topic]
+	if !ok || n <= 0 {
+		return fallback
+	}
+	if key == nil {
+		w.rr++
+		return int32(w.rr % int(n))
+	}
+	tp, ok := w.keyPart[topic]
+	if !ok {
+		tp = kgo.StickyKeyPartitioner(nil).ForTopic(topic)
+		w.keyPart[topic] = tp
+	}
+	return int32(tp.Partition(&kgo.Record{Key: key}, int(n)))
+}
+
+// punctuate runs due wall-clock punctuators of every task.
+func (w *worker) punctuate(now time.Time) error {
+	for id, t := range w.tasks {
+		if err := t.Punctuate(now); err != nil {
+			return fmt.Errorf("processor: task %s: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// taskEnv is the runtime side of one task.
+type taskEnv struct {
+	w  *worker
+	id topology.TaskID
+}
+
+func (e *taskEnv) Send(rec topology.OutRecord) error {
+	w := e.w
+	if err := w.beforeSend(); err != nil {
+		return &envError{err}
+	}
+	part := rec.Partition
+	if part < 0 {
+		part = w.partitionFor(rec.Topic, rec.Key, e.id.Partition)
+	}
+	r := &kgo.Record{
+		Topic:     rec.Topic,
+		Partition: part,
+		Key:       rec.Key,
+		Value:     rec.Value,
+		Timestamp: rec.Timestamp,
+	}
+	if len(rec.Headers) > 0 {
+		r.Headers = make([]kgo.RecordHeader, len(rec.Headers))
+		for i, h := range rec.Headers {
+			r.Headers[i] = kgo.RecordHeader{Key: h.Key, Value: h.Value}
+		}
+	}
+	w.produce(r)
+	return nil
+}
+
+func (e *taskEnv) Store(name string) (state.KV, error) {
+	k := storeKey{name: name, task: e.id}
+	s, ok := e.w.stores[k]
+	if !ok {
+		// Until persistent stores arrive, a store lives in memory for the
+		// life of the worker; its pending writes still commit and abort
+		// with the transaction.
+		s = state.NewOverlay(state.NewMemKV())
+		e.w.stores[k] = s
+	}
+	return s, nil
+}
+
+func (e *taskEnv) Partitions(topic string) (int32, error) {
+	n, ok := e.w.meta.partitions[topic]
+	if !ok {
+		return 0, &envError{fmt.Errorf("processor: partition count of topic %q unknown (not a sink or source of this topology)", topic)}
+	}
+	return n, nil
+}

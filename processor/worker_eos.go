@@ -1,0 +1,202 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// run starts the worker's client and loop for the configured guarantee.
+func (w *worker) run(ctx context.Context) error {
+	switch w.p.cfg.guarantee {
+	case ExactlyOnce:
+		return w.runExactlyOnce(ctx)
+	default:
+		return w.runPlain(ctx)
+	}
+}
+
+// txnState tracks the open transaction of an exactly-once worker.
+type txnState struct {
+	sess    *kgo.GroupTransactSession
+	open    bool
+	started time.Time
+	records int
+}
+
+// beforeSend makes sure a produced record lands in a transaction under
+// ExactlyOnce (punctuators may produce between batches).
+func (w *worker) beforeSend() error {
+	if w.txn == nil || w.txn.open {
+		return nil
+	}
+	return w.beginTxn()
+}
+
+func (w *worker) beginTxn() error {
+	if err := w.txn.sess.Begin(); err != nil {
+		return fmt.Errorf("processor: begin transaction %s: %w", w.txnID, err)
+	}
+	w.txn.open, w.txn.started, w.txn.records = true, time.Now(), 0
+	return nil
+}
+
+// runExactlyOnce is the read-process-write loop of DESIGN.md: poll, process
+// into the open transaction, and every commit interval (or after
+// MaxRecordsPerTransaction records) flush and commit outputs and offsets
+// together.
+func (w *worker) runExactlyOnce(ctx context.Context) error {
+	c := &w.p.cfg
+	opts := append(w.clientOpts(),
+		kgo.TransactionalID(w.txnID),
+		kgo.TransactionTimeout(c.transactionTimeout),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+	)
+	sess, err := kgo.NewGroupTransactSession(append(opts, c.kgoOpts...)...)
+	if err != nil {
+		return fmt.Errorf("processor: create transactional client %s: %w", w.txnID, err)
+	}
+	w.cl = sess.Client()
+	w.txn = &txnState{sess: sess}
+	defer func() {
+		w.closeAll()
+		sess.Close()
+	}()
+
+	for {
+		if ctx.Err() != nil {
+			return w.shutdownExactlyOnce()
+		}
+		if !w.txn.open {
+			w.dropRevoked()
+		}
+		// Poll until the transaction is due, or one interval when idle so
+		// wall-clock punctuators get their turn.
+		deadline := time.Now().Add(c.commitInterval)
+		if w.txn.open {
+			deadline = w.txn.started.Add(c.commitInterval)
+		}
+		pctx, cancel := context.WithDeadline(ctx, deadline)
+		fs := sess.PollRecords(pctx, c.maxPollRecords)
+		cancel()
+		if err := w.fetchErr(fs); err != nil {
+			w.abortQuietly()
+			return err
+		}
+		if !fs.Empty() && !w.txn.open {
+			if err := w.beginTxn(); err != nil {
+				return w.fenceOr(err)
+			}
+		}
+		var procErr error
+		fs.EachRecord(func(r *kgo.Record) {
+			if procErr == nil {
+				procErr = w.process(r)
+				w.txn.records++
+			}
+		})
+		if procErr == nil {
+			procErr = w.punctuate(time.Now())
+		}
+		if procErr != nil {
+			w.abortQuietly()
+			return w.fenceOr(procErr)
+		}
+		if w.txn.open && (!time.Now().Before(w.txn.started.Add(c.commitInterval)) ||
+			w.txn.records >= c.maxRecordsPerTxn || w.hasProduceErr()) {
+			if err := w.endTxn(kgo.TryCommit); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// endTxn flushes, then commits (or aborts, if a produce failed) the open
+// transaction. After an abort every task is reset and the consumer resumes
+// from the committed offsets.
+func (w *worker) endTxn(want kgo.TransactionEndTry) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*w.p.cfg.transactionTimeout)
+	defer cancel()
+	if err := w.cl.Flush(ctx); err != nil {
+		return fmt.Errorf("processor: flush transaction %s: %w", w.txnID, err)
+	}
+	produceErr := w.takeProduceErr()
+	if produceErr != nil {
+		want = kgo.TryAbort
+	}
+	committed, err := w.txn.sess.End(ctx, want)
+	w.txn.open = false
+	if err != nil {
+		return w.fenceOr(fmt.Errorf("processor: end transaction %s: %w", w.txnID, err))
+	}
+	if produceErr != nil {
+		w.p.stats.aborts.Add(1)
+		w.resetTasks()
+		return w.fenceOr(fmt.Errorf("processor: transaction %s aborted: %w", w.txnID, produceErr))
+	}
+	if !committed {
+		w.p.stats.aborts.Add(1)
+		w.log.Info("transaction aborted (rebalance or abortable error); resuming from committed offsets")
+		w.resetTasks()
+		return nil
+	}
+	w.p.stats.commits.Add(1)
+	return w.commitStores()
+}
+
+// abortQuietly aborts the open transaction on the way out after an error;
+// the error that made us leave is the one worth reporting.
+func (w *worker) abortQuietly() {
+	if w.txn == nil || !w.txn.open {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*w.p.cfg.transactionTimeout)
+	defer cancel()
+	_ = w.cl.AbortBufferedRecords(ctx)
+	if _, err := w.txn.sess.End(ctx, kgo.TryAbort); err != nil {
+		w.log.Warn("abort after error failed", "err", err)
+	}
+	w.txn.open = false
+	w.p.stats.aborts.Add(1)
+	w.resetTasks()
+}
+
+func (w *worker) shutdownExactlyOnce() error {
+	if !w.txn.open {
+		return nil
+	}
+	w.log.Info("shutting down: committing the open transaction")
+	return w.endTxn(kgo.TryCommit)
+}
+
+// fenceOr turns a fencing error into one wrapping ErrFenced.
+func (w *worker) fenceOr(err error) error {
+	if err != nil && IsFenced(err) && !errors.Is(err, ErrFenced) {
+		id := w.txnID
+		if id == "" {
+			id = w.p.cfg.instanceID
+		}
+		return fmt.Errorf("%w (id %s): %w", ErrFenced, id, err)
+	}
+	return err
+}
+
+// fetchErr returns the first fetch error that must stop the worker,
+// ignoring the end of a poll deadline and cancellation.
+func (w *worker) fetchErr(fs kgo.Fetches) error {
+	var first error
+	fs.EachError(func(topic string, partition int32, err error) {
+		if first != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			return
+		}
+		if topic == "" {
+			first = w.fenceOr(fmt.Errorf("processor: consumer group %q: %w", w.p.cfg.appID, err))
+			return
+		}
+		first = w.fenceOr(fmt.Errorf("processor: fetch topic %q partition %d: %w", topic, partition, err))
+	})
+	return first
+}

@@ -1,0 +1,105 @@
+package processor
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// runPlain is the loop without transactions. AtLeastOnce commits offsets
+// after the outputs of everything processed are acknowledged; AtMostOnce
+// commits offsets right after each poll, before processing.
+func (w *worker) runPlain(ctx context.Context) error {
+	c := &w.p.cfg
+	opts := append(w.clientOpts(), kgo.BlockRebalanceOnPoll())
+	cl, err := kgo.NewClient(append(opts, c.kgoOpts...)...)
+	if err != nil {
+		return fmt.Errorf("processor: create client: %w", err)
+	}
+	w.cl = cl
+	defer func() {
+		w.closeAll()
+		cl.Close()
+	}()
+	atMostOnce := c.guarantee == AtMostOnce
+	batchStart, pending := time.Now(), 0
+
+	for {
+		if ctx.Err() != nil {
+			return w.commitPlain(pending > 0)
+		}
+		deadline := batchStart.Add(c.commitInterval)
+		if pending == 0 {
+			deadline = time.Now().Add(c.commitInterval)
+		}
+		pctx, cancel := context.WithDeadline(ctx, deadline)
+		fs := cl.PollRecords(pctx, c.maxPollRecords)
+		cancel()
+		if err := w.fetchErr(fs); err != nil {
+			return err
+		}
+		if atMostOnce && !fs.Empty() {
+			// The order that makes it at-most-once: offsets first.
+			cctx, ccancel := context.WithTimeout(context.Background(), 30*time.Second)
+			err := cl.CommitUncommittedOffsets(cctx)
+			ccancel()
+			if err != nil {
+				return w.fenceOr(fmt.Errorf("processor: commit offsets before processing: %w", err))
+			}
+		}
+		if pending == 0 && !fs.Empty() {
+			batchStart = time.Now()
+		}
+		var procErr error
+		fs.EachRecord(func(r *kgo.Record) {
+			if procErr == nil {
+				procErr = w.process(r)
+				pending++
+			}
+		})
+		if procErr == nil {
+			procErr = w.punctuate(time.Now())
+		}
+		if procErr != nil {
+			// No commit: under AtLeastOnce the failed batch is redone
+			// after a restart.
+			return procErr
+		}
+		if pending > 0 && (!time.Now().Before(batchStart.Add(c.commitInterval)) || pending >= c.maxRecordsPerTxn) {
+			if err := w.commitPlain(true); err != nil {
+				return err
+			}
+			pending = 0
+		}
+		if pending == 0 {
+			w.dropRevoked()
+			cl.AllowRebalance()
+		}
+	}
+}
+
+// commitPlain waits for every produced record, then (under AtLeastOnce)
+// commits the offsets of everything processed and makes store writes
+// durable. A produce failure stops the worker without committing.
+func (w *worker) commitPlain(dirty bool) error {
+	if !dirty {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := w.cl.Flush(ctx); err != nil {
+		return fmt.Errorf("processor: flush: %w", err)
+	}
+	if err := w.takeProduceErr(); err != nil {
+		return fmt.Errorf("processor: %w", err)
+	}
+	if w.p.cfg.guarantee == AtLeastOnce {
+		if err := w.cl.CommitUncommittedOffsets(ctx); err != nil {
+			return w.fenceOr(fmt.Errorf("processor: commit offsets: %w", err))
+		}
+	}
+	w.p.stats.commits.Add(1)
+	return w.commitStores()
+}

@@ -1,0 +1,297 @@
+package state
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+)
+
+// Write is one pending write of an [Overlay]: a put of Value under Key, or,
+// when Delete is true, a tombstone for Key (Value is then nil).
+type Write struct {
+	Key    []byte
+	Value  []byte
+	Delete bool
+}
+
+// BatchApplier is implemented by a KV that can apply a batch of writes at
+// once, ideally atomically. [Overlay.Commit] uses ApplyBatch when its base
+// implements it, and falls back to one Put or Delete per write otherwise.
+//
+// ApplyBatch receives writes in ascending key order with no key repeated. It
+// must copy what it keeps: the slice and the slices it refers to are valid
+// only for the duration of the call, and must not be modified.
+type BatchApplier interface {
+	ApplyBatch(writes []Write) error
+}
+
+// Overlay is a [KV] that buffers writes over a base KV: the pending batch a
+// task writes into during a Kafka transaction. Reads see the overlay's own
+// writes: Get consults the pending writes before the base, and Range and
+// PrefixScan merge the base's iterator with the pending writes in key order,
+// a pending put replacing the base value of the same key and a pending delete
+// hiding it. The base is not modified until [Overlay.Commit];
+// [Overlay.Discard] drops the pending writes and leaves the base untouched.
+//
+// Pending writes are kept in a map. Iteration (Range, PrefixScan, Writes,
+// Commit) needs them sorted: the sorted list is built on demand, in
+// O(n log n) for n pending keys, and reused until the next Put or Delete, so
+// a task that alternates writes and scans pays for a sort per scan.
+//
+// An iterator sees a snapshot of the pending writes taken when it was
+// created: later Put, Delete, Commit or Discard calls on the overlay do not
+// change the pending entries it returns. What it sees of the base depends on
+// the base's own iterator semantics (a [NewMemKV] iterator is a snapshot
+// too).
+//
+// An Overlay is not safe for concurrent use, and the base must not be written
+// to directly while the overlay has pending writes.
+type Overlay struct {
+	base    KV
+	pending map[string]Write
+	sorted  []Write // pending in key order; nil when stale. Never modified in place.
+}
+
+var _ KV = (*Overlay)(nil)
+
+// NewOverlay returns a KV that buffers writes over base until Commit or
+// Discard.
+func NewOverlay(base KV) *Overlay {
+	return &Overlay{base: base, pending: make(map[string]Write)}
+}
+
+// Get returns the pending value of key if there is one, reports it absent if
+// it has a pending delete, and otherwise returns the base's value. The
+// returned value is owned by the caller.
+func (o *Overlay) Get(key []byte) ([]byte, bool, error) {
+	if w, ok := o.pending[string(key)]; ok {
+		if w.Delete {
+			return nil, false, nil
+		}
+		return bytes.Clone(w.Value), true, nil
+	}
+	return o.base.Get(key)
+}
+
+// Put records a pending put of value under key. It copies both slices. A nil
+// value is stored as an empty value.
+func (o *Overlay) Put(key, value []byte) error {
+	k := bytes.Clone(key)
+	if k == nil {
+		k = []byte{}
+	}
+	v := bytes.Clone(value)
+	if v == nil {
+		v = []byte{}
+	}
+	o.pending[string(k)] = Write{Key: k, Value: v}
+	o.sorted = nil
+	return nil
+}
+
+// Delete records a pending delete (a tombstone) for key. The tombstone is
+// recorded whether or not the base holds key, so it counts in Pending and
+// appears in Writes.
+func (o *Overlay) Delete(key []byte) error {
+	k := bytes.Clone(key)
+	if k == nil {
+		k = []byte{}
+	}
+	o.pending[string(k)] = Write{Key: k, Delete: true}
+	o.sorted = nil
+	return nil
+}
+
+// Range returns an iterator over the keys in [start, end) of the merged view:
+// the base's keys and the pending writes, in ascending order. A nil start
+// means from the first key; a nil end means to the last key.
+func (o *Overlay) Range(start, end []byte) (Iterator, error) {
+	bit, err := o.base.Range(start, end)
+	if err != nil {
+		return nil, err
+	}
+	return &overlayIter{base: bit, pending: o.window(start, end)}, nil
+}
+
+// PrefixScan returns an iterator over the keys of the merged view that begin
+// with prefix, in ascending order. An empty prefix iterates over every key.
+func (o *Overlay) PrefixScan(prefix []byte) (Iterator, error) {
+	bit, err := o.base.PrefixScan(prefix)
+	if err != nil {
+		return nil, err
+	}
+	var pending []Write
+	if len(prefix) == 0 {
+		pending = o.window(nil, nil)
+	} else {
+		pending = o.window(prefix, prefixEnd(prefix))
+	}
+	return &overlayIter{base: bit, pending: pending}, nil
+}
+
+// window returns the sorted pending writes with keys in [start, end), with the
+// same nil conventions as Range. The result shares o.sorted, which is never
+// modified in place, so it is a snapshot.
+func (o *Overlay) window(start, end []byte) []Write {
+	ws := o.Writes()
+	lo, hi := 0, len(ws)
+	if start != nil {
+		lo, _ = searchWrites(ws, start)
+	}
+	if end != nil {
+		hi, _ = searchWrites(ws, end)
+	}
+	if hi < lo {
+		hi = lo
+	}
+	return slices.Clip(ws[lo:hi])
+}
+
+func searchWrites(ws []Write, key []byte) (int, bool) {
+	return slices.BinarySearchFunc(ws, key, func(w Write, k []byte) int {
+		return bytes.Compare(w.Key, k)
+	})
+}
+
+// Pending returns the number of keys with a pending write (puts and
+// tombstones).
+func (o *Overlay) Pending() int { return len(o.pending) }
+
+// Writes returns the pending writes in ascending key order, one per key. The
+// slice and the slices it refers to are shared with the overlay: they are
+// valid until the next Put, Delete, Commit or Discard, and must not be
+// modified. Sorting costs O(n log n) on the first call after a write.
+func (o *Overlay) Writes() []Write {
+	if o.sorted == nil && len(o.pending) > 0 {
+		ws := make([]Write, 0, len(o.pending))
+		for _, w := range o.pending {
+			ws = append(ws, w)
+		}
+		slices.SortFunc(ws, func(a, b Write) int { return bytes.Compare(a.Key, b.Key) })
+		o.sorted = ws
+	}
+	return o.sorted
+}
+
+// Commit applies the pending writes to the base in ascending key order and
+// then clears them. If the base implements [BatchApplier], Commit hands it
+// all the writes in one ApplyBatch call; otherwise it calls Put or Delete on
+// the base once per write. Commit with no pending writes does nothing.
+//
+// On error the pending writes are kept and the error is returned. Without
+// ApplyBatch the base may then hold some of the writes; since every write
+// sets a key to its final state, calling Commit again is safe.
+func (o *Overlay) Commit() error {
+	ws := o.Writes()
+	if len(ws) == 0 {
+		return nil
+	}
+	if b, ok := o.base.(BatchApplier); ok {
+		if err := b.ApplyBatch(ws); err != nil {
+			return fmt.Errorf("state: overlay commit: apply batch: %w", err)
+		}
+	} else {
+		for _, w := range ws {
+			var err error
+			if w.Delete {
+				err = o.base.Delete(w.Key)
+			} else {
+				err = o.base.Put(w.Key, w.Value)
+			}
+			if err != nil {
+				return fmt.Errorf("state: overlay commit: key %q: %w", w.Key, err)
+			}
+		}
+	}
+	o.Discard()
+	return nil
+}
+
+// Discard drops the pending writes. The base is not touched.
+func (o *Overlay) Discard() {
+	clear(o.pending)
+	o.sorted = nil
+}
+
+// overlayIter merges a base iterator with a sorted snapshot of pending writes.
+type overlayIter struct {
+	base     Iterator
+	baseOK   bool // base is positioned on a pair not yet consumed
+	baseDone bool // base is exhausted (or failed, see err)
+	pending  []Write
+	pi       int // next pending write to consider
+
+	key, value []byte // current pair; nil when not positioned
+	kbuf, vbuf []byte // reused copies of the current pending pair
+	fromBase   bool   // current pair is the base's current pair
+	err        error
+	closed     bool
+}
+
+func (it *overlayIter) Next() bool {
+	it.key, it.value = nil, nil
+	if it.closed || it.err != nil {
+		return false
+	}
+	if it.fromBase {
+		// The current pair was the base's; it has been consumed.
+		it.baseOK = false
+		it.fromBase = false
+	}
+	for {
+		if !it.baseOK && !it.baseDone {
+			if it.base.Next() {
+				it.baseOK = true
+			} else {
+				it.baseDone = true
+				if err := it.base.Err(); err != nil {
+					it.err = err
+					return false
+				}
+			}
+		}
+		if it.pi >= len(it.pending) {
+			if !it.baseOK {
+				return false
+			}
+			it.key, it.value, it.fromBase = it.base.Key(), it.base.Value(), true
+			return true
+		}
+		w := it.pending[it.pi]
+		if it.baseOK {
+			c := bytes.Compare(it.base.Key(), w.Key)
+			if c < 0 {
+				it.key, it.value, it.fromBase = it.base.Key(), it.base.Value(), true
+				return true
+			}
+			if c == 0 {
+				it.baseOK = false // the pending write replaces or hides it
+			}
+		}
+		it.pi++
+		if !w.Delete {
+			// Copies, so that a caller writing into them despite the
+			// Iterator contract cannot corrupt the pending batch.
+			it.kbuf = append(it.kbuf[:0], w.Key...)
+			it.vbuf = append(it.vbuf[:0], w.Value...)
+			it.key, it.value = it.kbuf, it.vbuf
+			return true
+		}
+	}
+}
+
+func (it *overlayIter) Key() []byte   { return it.key }
+func (it *overlayIter) Value() []byte { return it.value }
+func (it *overlayIter) Err() error    { return it.err }
+
+func (it *overlayIter) Close() error {
+	if it.closed {
+		return it.err
+	}
+	it.closed = true
+	it.key, it.value, it.pending, it.kbuf, it.vbuf = nil, nil, nil, nil, nil
+	if err := it.base.Close(); err != nil && it.err == nil {
+		it.err = err
+	}
+	return it.err
+}

@@ -1,0 +1,661 @@
+package state_test
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/onceflow/onceflow/state"
+)
+
+// contents returns every pair of kv as "key=value" strings.
+func contents(t *testing.T, kv state.KV) []string {
+	t.Helper()
+	it, err := kv.Range(nil, nil)
+	if err != nil {
+		t.Fatalf("Range(nil, nil) = %v", err)
+	}
+	return collect(t, it)
+}
+
+// writesOf formats writes as "key=value" for puts and "key!" for tombstones.
+func writesOf(ws []state.Write) []string {
+	var got []string
+	for _, w := range ws {
+		if w.Delete {
+			got = append(got, fmt.Sprintf("%s!", w.Key))
+			if w.Value != nil {
+				got = append(got, fmt.Sprintf("(tombstone %s has value %q)", w.Key, w.Value))
+			}
+		} else {
+			got = append(got, fmt.Sprintf("%s=%s", w.Key, w.Value))
+		}
+	}
+	return got
+}
+
+func TestOverlayReadYourWrites(t *testing.T) {
+	base := state.NewMemKV()
+	fill(t, base, "a", "1", "b", "2", "c", "3")
+	o := state.NewOverlay(base)
+	// Each step runs op on key (put with val, del, or get) and, for get,
+	// expects want/wantOK.
+	steps := []struct {
+		op, key, val string
+		want         string
+		wantOK       bool
+	}{
+		{op: "get", key: "a", want: "1", wantOK: true},
+		{op: "get", key: "x", wantOK: false},
+		{op: "put", key: "x", val: "10"},
+		{op: "get", key: "x", want: "10", wantOK: true},
+		{op: "put", key: "x", val: "11"},
+		{op: "get", key: "x", want: "11", wantOK: true},
+		{op: "del", key: "x"},
+		{op: "get", key: "x", wantOK: false},
+		{op: "put", key: "x", val: "12"},
+		{op: "get", key: "x", want: "12", wantOK: true},
+		// Put over a base key.
+		{op: "put", key: "a", val: "100"},
+		{op: "get", key: "a", want: "100", wantOK: true},
+		// Delete hides a base key.
+		{op: "del", key: "b"},
+		{op: "get", key: "b", wantOK: false},
+		// Put after delete revives it.
+		{op: "del", key: "c"},
+		{op: "put", key: "c", val: "300"},
+		{op: "get", key: "c", want: "300", wantOK: true},
+		// Deleting an absent key is not an error.
+		{op: "del", key: "missing"},
+		{op: "get", key: "missing", wantOK: false},
+		// Empty key and empty value.
+		{op: "put", key: "", val: ""},
+		{op: "get", key: "", want: "", wantOK: true},
+	}
+	for i, s := range steps {
+		switch s.op {
+		case "put":
+			if err := o.Put([]byte(s.key), []byte(s.val)); err != nil {
+				t.Fatalf("step %d: Put(%q) = %v", i, s.key, err)
+			}
+		case "del":
+			if err := o.Delete([]byte(s.key)); err != nil {
+				t.Fatalf("step %d: Delete(%q) = %v", i, s.key, err)
+			}
+		case "get":
+			got, ok, err := o.Get([]byte(s.key))
+			if err != nil || ok != s.wantOK || string(got) != s.want {
+				t.Errorf("step %d: Get(%q) = %q, %v, %v; want %q, %v, nil", i, s.key, got, ok, err, s.want, s.wantOK)
+			}
+			if ok && got == nil {
+				t.Errorf("step %d: Get(%q) returned a nil value with ok", i, s.key)
+			}
+		}
+	}
+	if got, want := o.Pending(), 6; got != want { // x, a, b, c, missing, ""
+		t.Errorf("Pending() = %d, want %d", got, want)
+	}
+	if got, want := contents(t, base), []string{"a=1", "b=2", "c=3"}; !slices.Equal(got, want) {
+		t.Errorf("base = %q, want %q (untouched before Commit)", got, want)
+	}
+	if got, want := contents(t, o), []string{"=", "a=100", "c=300", "x=12"}; !slices.Equal(got, want) {
+		t.Errorf("overlay = %q, want %q", got, want)
+	}
+}
+
+func TestOverlayCopies(t *testing.T) {
+	o := state.NewOverlay(state.NewMemKV())
+	key, val := []byte("k"), []byte("v1")
+	if err := o.Put(key, val); err != nil {
+		t.Fatal(err)
+	}
+	key[0], val[0] = 'X', 'X' // caller reuses its buffers
+	got, ok, _ := o.Get([]byte("k"))
+	if !ok || string(got) != "v1" {
+		t.Fatalf("Get after caller mutation = %q, %v; want %q, true", got, ok, "v1")
+	}
+	got[0] = 'Y' // caller owns the returned value
+	if again, _, _ := o.Get([]byte("k")); string(again) != "v1" {
+		t.Fatalf("Get after mutating returned value = %q, want %q", again, "v1")
+	}
+	it, _ := o.Range(nil, nil)
+	if !it.Next() {
+		t.Fatal("Next() = false")
+	}
+	it.Value()[0] = 'Z' // forbidden by contract, but must not corrupt the batch
+	_ = it.Close()
+	if again, _, _ := o.Get([]byte("k")); string(again) != "v1" {
+		t.Fatalf("Get after mutating iterator value = %q, want %q", again, "v1")
+	}
+	del := []byte("d")
+	if err := o.Delete(del); err != nil {
+		t.Fatal(err)
+	}
+	del[0] = 'k' // must not turn the tombstone into one for "k"
+	if got, want := writesOf(o.Writes()), []string{"d!", "k=v1"}; !slices.Equal(got, want) {
+		t.Fatalf("Writes() = %q, want %q", got, want)
+	}
+}
+
+// mergeFixture returns an overlay whose merged view mixes base keys, pending
+// puts (new keys and overrides), pending deletes of base keys and of absent
+// keys, the empty key and 0xff keys.
+//
+//	base:    a=b1 ab=b2 b=b3 c=b4 \xff=b5 \xff\xff=b6
+//	pending: ""=p0 aa=p1 ab=p2 b! bb=p3 zz! \xff\x00=p4 \xff\xff! \xff\xff\xff=p5
+//	merged:  ""=p0 a=b1 aa=p1 ab=p2 bb=p3 c=b4 \xff=b5 \xff\x00=p4 \xff\xff\xff=p5
+func mergeFixture(t *testing.T) (base state.KV, o *state.Overlay) {
+	t.Helper()
+	base = state.NewMemKV()
+	fill(t, base, "a", "b1", "ab", "b2", "b", "b3", "c", "b4", "\xff", "b5", "\xff\xff", "b6")
+	o = state.NewOverlay(base)
+	fill(t, o, "", "p0", "aa", "p1", "ab", "p2", "bb", "p3", "\xff\x00", "p4", "\xff\xff\xff", "p5")
+	for _, k := range []string{"b", "zz", "\xff\xff"} {
+		if err := o.Delete([]byte(k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return base, o
+}
+
+var mergedAll = []string{"=p0", "a=b1", "aa=p1", "ab=p2", "bb=p3", "c=b4", "\xff=b5", "\xff\x00=p4", "\xff\xff\xff=p5"}
+
+var overlayRangeTests = []struct {
+	name       string
+	start, end []byte
+	want       []string
+}{
+	{"unbounded", nil, nil, mergedAll},
+	{"empty start is first key", []byte{}, []byte("aa"), []string{"=p0", "a=b1"}},
+	{"nil start", nil, []byte("a"), []string{"=p0"}},
+	{"nil end", []byte("c"), nil, []string{"c=b4", "\xff=b5", "\xff\x00=p4", "\xff\xff\xff=p5"}},
+	{"a to c", []byte("a"), []byte("c"), []string{"a=b1", "aa=p1", "ab=p2", "bb=p3"}},
+	{"override only", []byte("ab"), []byte("b"), []string{"ab=p2"}},
+	{"deleted base key skipped", []byte("b"), []byte("c"), []string{"bb=p3"}},
+	{"only a deleted key", []byte("b"), []byte("ba"), nil},
+	{"deleted absent key", []byte("d"), nil, []string{"\xff=b5", "\xff\x00=p4", "\xff\xff\xff=p5"}},
+	{"0xff start", []byte("\xff\xff"), nil, []string{"\xff\xff\xff=p5"}},
+	{"0xff bounds", []byte("\xff"), []byte("\xff\xff"), []string{"\xff=b5", "\xff\x00=p4"}},
+	{"start equals end", []byte("ab"), []byte("ab"), nil},
+	{"start after end", []byte("c"), []byte("b"), nil},
+}
+
+var overlayPrefixTests = []struct {
+	name   string
+	prefix []byte
+	want   []string
+}{
+	{"nil", nil, mergedAll},
+	{"empty", []byte{}, mergedAll},
+	{"a", []byte("a"), []string{"a=b1", "aa=p1", "ab=p2"}},
+	{"ab", []byte("ab"), []string{"ab=p2"}},
+	{"b with deleted base key", []byte("b"), []string{"bb=p3"}},
+	{"only a deleted absent key", []byte("zz"), nil},
+	{"no keys", []byte("x"), nil},
+	{"0xff", []byte("\xff"), []string{"\xff=b5", "\xff\x00=p4", "\xff\xff\xff=p5"}},
+	{"0xff 0xff", []byte("\xff\xff"), []string{"\xff\xff\xff=p5"}},
+	{"0xff 0xff 0xff", []byte("\xff\xff\xff"), []string{"\xff\xff\xff=p5"}},
+	{"0xff 0x00", []byte("\xff\x00"), []string{"\xff\x00=p4"}},
+}
+
+// checkMerged runs the range and prefix tables against kv.
+func checkMerged(t *testing.T, kv state.KV) {
+	t.Helper()
+	for _, tt := range overlayRangeTests {
+		it, err := kv.Range(tt.start, tt.end)
+		if err != nil {
+			t.Fatalf("Range %s: %v", tt.name, err)
+		}
+		if got := collect(t, it); !slices.Equal(got, tt.want) {
+			t.Errorf("Range %s (%q, %q) = %q, want %q", tt.name, tt.start, tt.end, got, tt.want)
+		}
+	}
+	for _, tt := range overlayPrefixTests {
+		it, err := kv.PrefixScan(tt.prefix)
+		if err != nil {
+			t.Fatalf("PrefixScan %s: %v", tt.name, err)
+		}
+		if got := collect(t, it); !slices.Equal(got, tt.want) {
+			t.Errorf("PrefixScan %s (%q) = %q, want %q", tt.name, tt.prefix, got, tt.want)
+		}
+	}
+}
+
+func TestOverlayMerge(t *testing.T) {
+	base, o := mergeFixture(t)
+	t.Run("pending", func(t *testing.T) { checkMerged(t, o) })
+	if err := o.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	// After Commit the base holds exactly the merged view, and the overlay
+	// (now with nothing pending) still shows it.
+	t.Run("base after commit", func(t *testing.T) { checkMerged(t, base) })
+	t.Run("overlay after commit", func(t *testing.T) { checkMerged(t, o) })
+}
+
+func TestOverlayWrites(t *testing.T) {
+	_, o := mergeFixture(t)
+	want := []string{"=p0", "aa=p1", "ab=p2", "b!", "bb=p3", "zz!", "\xff\x00=p4", "\xff\xff!", "\xff\xff\xff=p5"}
+	if got := writesOf(o.Writes()); !slices.Equal(got, want) {
+		t.Errorf("Writes() = %q, want %q", got, want)
+	}
+	if got := o.Pending(); got != len(want) {
+		t.Errorf("Pending() = %d, want %d", got, len(want))
+	}
+	// A later write is reflected in the next call, still in key order, one
+	// entry per key.
+	fill(t, o, "ab", "p2b", "0", "p6")
+	if err := o.Delete([]byte("aa")); err != nil {
+		t.Fatal(err)
+	}
+	want = []string{"=p0", "0=p6", "aa!", "ab=p2b", "b!", "bb=p3", "zz!", "\xff\x00=p4", "\xff\xff!", "\xff\xff\xff=p5"}
+	if got := writesOf(o.Writes()); !slices.Equal(got, want) {
+		t.Errorf("Writes() after more writes = %q, want %q", got, want)
+	}
+	if got := o.Pending(); got != len(want) {
+		t.Errorf("Pending() = %d, want %d", got, len(want))
+	}
+}
+
+func TestOverlayCommit(t *testing.T) {
+	base, o := mergeFixture(t)
+	if err := o.Commit(); err != nil {
+		t.Fatalf("Commit() = %v", err)
+	}
+	if got := contents(t, base); !slices.Equal(got, mergedAll) {
+		t.Errorf("base after Commit = %q, want %q", got, mergedAll)
+	}
+	if got := o.Pending(); got != 0 {
+		t.Errorf("Pending() after Commit = %d, want 0", got)
+	}
+	if got := o.Writes(); len(got) != 0 {
+		t.Errorf("Writes() after Commit = %q, want none", writesOf(got))
+	}
+	// A second Commit has nothing to apply.
+	if err := o.Commit(); err != nil {
+		t.Fatalf("second Commit() = %v", err)
+	}
+	// The overlay is reusable for the next transaction.
+	fill(t, o, "a", "t2")
+	if err := o.Delete([]byte("c")); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"=p0", "a=t2", "aa=p1", "ab=p2", "bb=p3", "\xff=b5", "\xff\x00=p4", "\xff\xff\xff=p5"}
+	if got := contents(t, base); !slices.Equal(got, want) {
+		t.Errorf("base after second transaction = %q, want %q", got, want)
+	}
+}
+
+func TestOverlayDiscard(t *testing.T) {
+	base, o := mergeFixture(t)
+	before := contents(t, base)
+	o.Discard()
+	if got := contents(t, base); !slices.Equal(got, before) {
+		t.Errorf("base after Discard = %q, want %q", got, before)
+	}
+	if got := o.Pending(); got != 0 {
+		t.Errorf("Pending() after Discard = %d, want 0", got)
+	}
+	if got := contents(t, o); !slices.Equal(got, before) {
+		t.Errorf("overlay after Discard = %q, want the base %q", got, before)
+	}
+	if got, ok, _ := o.Get([]byte("b")); !ok || string(got) != "b3" {
+		t.Errorf("Get(b) after Discard = %q, %v; want the base's %q", got, ok, "b3")
+	}
+	// Commit after Discard applies nothing.
+	if err := o.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if got := contents(t, base); !slices.Equal(got, before) {
+		t.Errorf("base after Discard and Commit = %q, want %q", got, before)
+	}
+}
+
+func TestOverlayIteratorSnapshot(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(t *testing.T, o *state.Overlay)
+	}{
+		{"writes", func(t *testing.T, o *state.Overlay) {
+			fill(t, o, "aa", "new", "b", "revived", "a0", "inserted", "\xff\xff\xff\xff", "tail")
+			for _, k := range []string{"bb", "c", "\xff\x00"} {
+				if err := o.Delete([]byte(k)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}},
+		{"discard", func(t *testing.T, o *state.Overlay) { o.Discard() }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, o := mergeFixture(t)
+			it, err := o.Range(nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pit, err := o.PrefixScan([]byte("\xff"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Consume part of it before the mutation.
+			var got []string
+			for range 2 {
+				if !it.Next() {
+					t.Fatal("Next() = false")
+				}
+				got = append(got, fmt.Sprintf("%s=%s", it.Key(), it.Value()))
+			}
+			tt.mutate(t, o)
+			got = append(got, collect(t, it)...)
+			if !slices.Equal(got, mergedAll) {
+				t.Errorf("Range(nil, nil) across mutation = %q, want %q", got, mergedAll)
+			}
+			if got, want := collect(t, pit), []string{"\xff=b5", "\xff\x00=p4", "\xff\xff\xff=p5"}; !slices.Equal(got, want) {
+				t.Errorf("PrefixScan(0xff) across mutation = %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+func TestOverlayIteratorLifecycle(t *testing.T) {
+	_, o := mergeFixture(t)
+	it, err := o.Range(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it.Key() != nil || it.Value() != nil {
+		t.Errorf("Key, Value before Next = %q, %q; want nil", it.Key(), it.Value())
+	}
+	if !it.Next() {
+		t.Fatal("Next() = false")
+	}
+	if err := it.Close(); err != nil {
+		t.Fatalf("Close() = %v", err)
+	}
+	if it.Next() {
+		t.Error("Next() after Close = true, want false")
+	}
+	if it.Key() != nil || it.Value() != nil {
+		t.Errorf("Key, Value after Close = %q, %q; want nil", it.Key(), it.Value())
+	}
+	if err := it.Close(); err != nil {
+		t.Errorf("second Close() = %v", err)
+	}
+	empty, _ := state.NewOverlay(state.NewMemKV()).Range(nil, nil)
+	if got := collect(t, empty); got != nil {
+		t.Errorf("empty overlay = %q, want nothing", got)
+	}
+}
+
+// batchKV is a MemKV that implements state.BatchApplier and counts the calls
+// that reach it.
+type batchKV struct {
+	state.KV
+	batches     [][]string // each ApplyBatch call, formatted with writesOf
+	puts, dels  int
+	failBatches error
+}
+
+func (b *batchKV) Put(k, v []byte) error { b.puts++; return b.KV.Put(k, v) }
+func (b *batchKV) Delete(k []byte) error { b.dels++; return b.KV.Delete(k) }
+
+func (b *batchKV) ApplyBatch(ws []state.Write) error {
+	b.batches = append(b.batches, writesOf(ws))
+	if b.failBatches != nil {
+		return b.failBatches
+	}
+	for _, w := range ws {
+		var err error
+		if w.Delete {
+			err = b.KV.Delete(w.Key)
+		} else {
+			err = b.KV.Put(w.Key, w.Value)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func TestOverlayApplyBatch(t *testing.T) {
+	base := &batchKV{KV: state.NewMemKV()}
+	fill(t, base.KV, "a", "1", "b", "2")
+	o := state.NewOverlay(base)
+	fill(t, o, "c", "3", "a", "10")
+	if err := o.Delete([]byte("b")); err != nil {
+		t.Fatal(err)
+	}
+
+	boom := errors.New("boom")
+	base.failBatches = boom
+	err := o.Commit()
+	if !errors.Is(err, boom) || err.Error() != "state: overlay commit: apply batch: boom" {
+		t.Fatalf("Commit() with failing ApplyBatch = %v, want wrapped boom", err)
+	}
+	if got := o.Pending(); got != 3 {
+		t.Errorf("Pending() after failed Commit = %d, want 3 (kept)", got)
+	}
+	if got, want := contents(t, base), []string{"a=1", "b=2"}; !slices.Equal(got, want) {
+		t.Errorf("base after failed Commit = %q, want %q", got, want)
+	}
+
+	base.failBatches = nil
+	if err := o.Commit(); err != nil {
+		t.Fatalf("Commit() = %v", err)
+	}
+	batch := []string{"a=10", "b!", "c=3"}
+	if want := [][]string{batch, batch}; !slices.EqualFunc(base.batches, want, slices.Equal) {
+		t.Errorf("ApplyBatch calls = %q, want %q", base.batches, want)
+	}
+	if base.puts != 0 || base.dels != 0 {
+		t.Errorf("Commit called Put %d and Delete %d times, want 0 (ApplyBatch only)", base.puts, base.dels)
+	}
+	if got, want := contents(t, base), []string{"a=10", "c=3"}; !slices.Equal(got, want) {
+		t.Errorf("base after Commit = %q, want %q", got, want)
+	}
+	if got := o.Pending(); got != 0 {
+		t.Errorf("Pending() after Commit = %d, want 0", got)
+	}
+	// Nothing pending: ApplyBatch is not called.
+	if err := o.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(base.batches); got != 2 {
+		t.Errorf("ApplyBatch calls after empty Commit = %d, want 2", got)
+	}
+}
+
+func TestOverlayBaseErrors(t *testing.T) {
+	boom := errors.New("boom")
+	o := state.NewOverlay(failingKV{boom})
+	if _, _, err := o.Get([]byte("k")); !errors.Is(err, boom) {
+		t.Errorf("Get error = %v, want boom", err)
+	}
+	if _, err := o.Range(nil, nil); !errors.Is(err, boom) {
+		t.Errorf("Range error = %v, want boom", err)
+	}
+	if _, err := o.PrefixScan([]byte("a")); !errors.Is(err, boom) {
+		t.Errorf("PrefixScan error = %v, want boom", err)
+	}
+	// Pending keys are answered without the base.
+	fill(t, o, "k", "v")
+	if got, ok, err := o.Get([]byte("k")); err != nil || !ok || string(got) != "v" {
+		t.Errorf("Get(pending) = %q, %v, %v; want %q, true, nil", got, ok, err, "v")
+	}
+	if err := o.Delete([]byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	err := o.Commit()
+	if !errors.Is(err, boom) || err.Error() != `state: overlay commit: key "a": boom` {
+		t.Errorf("Commit error = %v, want wrapped boom for key a", err)
+	}
+	if got := o.Pending(); got != 2 {
+		t.Errorf("Pending() after failed Commit = %d, want 2 (kept)", got)
+	}
+}
+
+// errIterKV is a KV whose iterators yield the pairs of a MemKV and then fail.
+type errIterKV struct {
+	state.KV
+	err error
+}
+
+func (e errIterKV) Range(start, end []byte) (state.Iterator, error) {
+	it, err := e.KV.Range(start, end)
+	return &errIter{Iterator: it, err: e.err}, err
+}
+
+func (e errIterKV) PrefixScan(prefix []byte) (state.Iterator, error) {
+	it, err := e.KV.PrefixScan(prefix)
+	return &errIter{Iterator: it, err: e.err}, err
+}
+
+type errIter struct {
+	state.Iterator
+	err    error
+	failed bool
+}
+
+func (i *errIter) Next() bool {
+	if i.failed || !i.Iterator.Next() {
+		i.failed = true
+		return false
+	}
+	return true
+}
+
+func (i *errIter) Err() error {
+	if i.failed {
+		return i.err
+	}
+	return nil
+}
+
+func (i *errIter) Close() error {
+	_ = i.Iterator.Close()
+	return i.Err()
+}
+
+func TestOverlayIteratorBaseError(t *testing.T) {
+	boom := errors.New("boom")
+	mem := state.NewMemKV()
+	fill(t, mem, "b", "1", "d", "2")
+	o := state.NewOverlay(errIterKV{KV: mem, err: boom})
+	fill(t, o, "a", "p", "c", "p", "e", "p")
+	for _, name := range []string{"Range", "PrefixScan"} {
+		var it state.Iterator
+		var err error
+		if name == "Range" {
+			it, err = o.Range(nil, nil)
+		} else {
+			it, err = o.PrefixScan(nil)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for it.Next() {
+			got = append(got, fmt.Sprintf("%s=%s", it.Key(), it.Value()))
+		}
+		// The base fails when it runs out after d: the pending e must not be
+		// returned as if the base had ended normally.
+		if want := []string{"a=p", "b=1", "c=p", "d=2"}; !slices.Equal(got, want) {
+			t.Errorf("%s before the error = %q, want %q", name, got, want)
+		}
+		if err := it.Err(); !errors.Is(err, boom) {
+			t.Errorf("%s Err() = %v, want boom", name, err)
+		}
+		if err := it.Close(); !errors.Is(err, boom) {
+			t.Errorf("%s Close() = %v, want boom", name, err)
+		}
+	}
+}
+
+// TestOverlayModel checks an overlay against a plain MemKV that receives the
+// same writes directly, over random operations on a small key space that
+// includes the empty key, 0x00 and 0xff.
+func TestOverlayModel(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	alphabet := []byte{0x00, 'a', 'b', 0xff}
+	randKey := func() []byte {
+		k := make([]byte, rng.IntN(4))
+		for i := range k {
+			k[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		return k
+	}
+	maybeNil := func(k []byte) []byte {
+		if rng.IntN(5) == 0 {
+			return nil
+		}
+		return k
+	}
+	base := state.NewMemKV()
+	model := state.NewMemKV()
+	o := state.NewOverlay(base)
+	for step := range 5000 {
+		switch op := rng.IntN(100); {
+		case op < 40:
+			k, v := randKey(), fmt.Appendf(nil, "v%d", step)
+			if err := o.Put(k, v); err != nil {
+				t.Fatal(err)
+			}
+			if err := model.Put(k, v); err != nil {
+				t.Fatal(err)
+			}
+		case op < 60:
+			k := randKey()
+			if err := o.Delete(k); err != nil {
+				t.Fatal(err)
+			}
+			if err := model.Delete(k); err != nil {
+				t.Fatal(err)
+			}
+		case op < 70:
+			k := randKey()
+			got, gotOK, err1 := o.Get(k)
+			want, wantOK, err2 := model.Get(k)
+			if err1 != nil || err2 != nil || gotOK != wantOK || string(got) != string(want) {
+				t.Fatalf("step %d: Get(%q) = %q, %v, %v; model %q, %v, %v", step, k, got, gotOK, err1, want, wantOK, err2)
+			}
+		case op < 80:
+			start, end := maybeNil(randKey()), maybeNil(randKey())
+			it1, _ := o.Range(start, end)
+			it2, _ := model.Range(start, end)
+			if got, want := collect(t, it1), collect(t, it2); !slices.Equal(got, want) {
+				t.Fatalf("step %d: Range(%q, %q) = %q, model %q", step, start, end, got, want)
+			}
+		case op < 90:
+			p := maybeNil(randKey())
+			it1, _ := o.PrefixScan(p)
+			it2, _ := model.PrefixScan(p)
+			if got, want := collect(t, it1), collect(t, it2); !slices.Equal(got, want) {
+				t.Fatalf("step %d: PrefixScan(%q) = %q, model %q", step, p, got, want)
+			}
+		case op < 96:
+			if err := o.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := contents(t, base), contents(t, model); !slices.Equal(got, want) {
+				t.Fatalf("step %d: base after Commit = %q, model %q", step, got, want)
+			}
+		default:
+			o.Discard()
+			// The model goes back to the base's contents.
+			model = state.NewMemKV()
+			it, _ := base.Range(nil, nil)
+			for it.Next() {
+				if err := model.Put(it.Key(), it.Value()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_ = it.Close()
+		}
+	}
+}
