@@ -118,7 +118,7 @@ func (w *worker) runExactlyOnce(ctx context.Context) error {
 // transaction. After an abort every task is reset and the consumer resumes
 // from the committed offsets.
 func (w *worker) endTxn(want kgo.TransactionEndTry) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*w.p.cfg.transactionTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), w.endTimeout())
 	defer cancel()
 	if err := w.cl.Flush(ctx); err != nil {
 		return fmt.Errorf("processor: flush transaction %s: %w", w.txnID, err)
@@ -147,13 +147,24 @@ func (w *worker) endTxn(want kgo.TransactionEndTry) error {
 	return w.commitStores()
 }
 
+// rebalanceTimeout is franz-go's default rebalance timeout, which the
+// processor does not change.
+const rebalanceTimeout = 60 * time.Second
+
+// endTimeout bounds ending a transaction. End waits for a forced heartbeat,
+// which waits for an ongoing rebalance to finish, and a rebalance may last
+// up to the rebalance timeout while the group waits for slow members.
+func (w *worker) endTimeout() time.Duration {
+	return rebalanceTimeout + 2*w.p.cfg.transactionTimeout
+}
+
 // abortQuietly aborts the open transaction on the way out after an error;
 // the error that made us leave is the one worth reporting.
 func (w *worker) abortQuietly() {
 	if w.txn == nil || !w.txn.open {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*w.p.cfg.transactionTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), w.endTimeout())
 	defer cancel()
 	_ = w.cl.AbortBufferedRecords(ctx)
 	if _, err := w.txn.sess.End(ctx, kgo.TryAbort); err != nil {

@@ -1,0 +1,424 @@
+package processor_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/onceflow/onceflow/internal/kafkatest"
+	"github.com/onceflow/onceflow/processor"
+	"github.com/onceflow/onceflow/topology"
+)
+
+func TestNewReportsEveryProblem(t *testing.T) {
+	topo := copyTopology(t, "a", "b")
+	_, err := processor.New(topo,
+		processor.ApplicationID("bad app!"),
+		processor.InstanceID("ok"),
+		processor.CommitInterval(-time.Second),
+		processor.Workers(0),
+		processor.MaxRecordsPerTransaction(0),
+		processor.SessionTimeout(time.Millisecond),
+	)
+	if !errors.Is(err, processor.ErrInvalidConfig) {
+		t.Fatalf("New: got %v, want ErrInvalidConfig", err)
+	}
+	want := `processor: invalid configuration:
+Brokers: no seed brokers given
+ApplicationID: "bad app!" must be 1-200 characters of [a-zA-Z0-9._-] (it prefixes topic names)
+CommitInterval: must be positive, got -1s
+MaxRecordsPerTransaction: must be at least 1, got 0
+Workers: must be 1 to 256, got 0
+SessionTimeout: must be at least 1s, got 1ms`
+	if err.Error() != want {
+		t.Fatalf("New error:\n%s\nwant:\n%s", err, want)
+	}
+
+	_, err = processor.New(topo, processor.Brokers("x:1"), processor.ApplicationID("a"),
+		processor.CommitInterval(20*time.Second))
+	want = `processor: invalid configuration:
+CommitInterval: 20s must be shorter than TransactionTimeout 10s under exactly-once`
+	if err == nil || err.Error() != want {
+		t.Fatalf("New error:\n%v\nwant:\n%s", err, want)
+	}
+	if _, err := processor.New(nil, processor.Brokers("x:1"), processor.ApplicationID("a")); !errors.Is(err, processor.ErrInvalidConfig) {
+		t.Fatalf("nil topology: got %v", err)
+	}
+}
+
+func TestParseGuarantee(t *testing.T) {
+	for in, want := range map[string]processor.Guarantee{
+		"exactly-once": processor.ExactlyOnce, "exactly_once_v2": processor.ExactlyOnce,
+		"at-least-once": processor.AtLeastOnce, "AT_MOST_ONCE": processor.AtMostOnce,
+	} {
+		got, err := processor.ParseGuarantee(in)
+		if err != nil || got != want {
+			t.Errorf("ParseGuarantee(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	if _, err := processor.ParseGuarantee("twice"); err == nil || !strings.Contains(err.Error(), `"twice"`) {
+		t.Errorf("ParseGuarantee(twice): %v", err)
+	}
+}
+
+func TestMissingTopics(t *testing.T) {
+	seeds := kafkatest.Brokers(t)
+	in := kafkatest.Topic(t, seeds, 1, nil)
+	topo := copyTopology(t, in, "no-such-topic-"+kafkatest.UniqueName(t, "x"))
+	p, err := processor.New(topo, baseOpts(seeds, kafkatest.UniqueName(t, "app"), "i")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = p.Run(ctx)
+	if !errors.Is(err, processor.ErrTopicMissing) || !strings.Contains(err.Error(), "no-such-topic-") {
+		t.Fatalf("Run: got %v, want ErrTopicMissing naming the sink topic", err)
+	}
+}
+
+func TestNotCopartitioned(t *testing.T) {
+	seeds := kafkatest.Brokers(t)
+	a := kafkatest.Topic(t, seeds, 2, nil)
+	c := kafkatest.Topic(t, seeds, 3, nil)
+	out := kafkatest.Topic(t, seeds, 1, nil)
+	b := topology.NewBuilder()
+	topology.AddSource(b, "in", topology.StringSerde(), topology.StringSerde(), a, c)
+	topology.AddSink(b, "out", out, topology.StringSerde(), topology.StringSerde(), "in")
+	topo, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := processor.New(topo, baseOpts(seeds, kafkatest.UniqueName(t, "app"), "i")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = p.Run(context.Background())
+	if !errors.Is(err, processor.ErrNotCopartitioned) ||
+		!strings.Contains(err.Error(), "sub-topology 0 reads topics with different partition counts") ||
+		!strings.Contains(err.Error(), fmt.Sprintf("%q has 2", a)) || !strings.Contains(err.Error(), fmt.Sprintf("%q has 3", c)) {
+		t.Fatalf("Run: got %v, want ErrNotCopartitioned naming both topics and their partition counts", err)
+	}
+}
+
+// values returns n distinct input values.
+func values(prefix string, from, n int) []string {
+	v := make([]string, n)
+	for i := range v {
+		v[i] = fmt.Sprintf("%s-%06d", prefix, from+i)
+	}
+	return v
+}
+
+func produceValues(t *testing.T, seeds []string, topic string, partitions int32, vals []string) {
+	t.Helper()
+	kafkatest.Produce(t, seeds, topic, len(vals), func(i int) *kgo.Record {
+		return &kgo.Record{Key: []byte(vals[i]), Value: []byte(vals[i]), Partition: int32(i) % partitions}
+	})
+}
+
+func TestCopyEachGuarantee(t *testing.T) {
+	for _, g := range []processor.Guarantee{processor.ExactlyOnce, processor.AtLeastOnce, processor.AtMostOnce} {
+		t.Run(g.String(), func(t *testing.T) {
+			seeds := kafkatest.Brokers(t)
+			in := kafkatest.Topic(t, seeds, 2, nil)
+			out := kafkatest.Topic(t, seeds, 2, nil)
+			app := kafkatest.UniqueName(t, "app")
+			vals := values("v", 0, 2000)
+			produceValues(t, seeds, in, 2, vals)
+			r := start(t, copyTopology(t, in, out), append(baseOpts(seeds, app, "i"), processor.WithGuarantee(g))...)
+			waitCommitted(t, seeds, app, in, int64(len(vals)), 60*time.Second)
+			if err := r.stop(t); err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			checkExactlyOnce(t, seeds, out, vals)
+			if st := r.p.Stats(); st.Processed != int64(len(vals)) || st.Commits == 0 {
+				t.Fatalf("stats %+v: want Processed=%d and some commits", st, len(vals))
+			}
+		})
+	}
+}
+
+// TestFencing starts a second instance with the first one's id: the first
+// must stop with ErrFenced, and the output must still hold every record
+// exactly once.
+func TestFencing(t *testing.T) {
+	seeds := kafkatest.Brokers(t)
+	in := kafkatest.Topic(t, seeds, 2, nil)
+	out := kafkatest.Topic(t, seeds, 2, nil)
+	app := kafkatest.UniqueName(t, "app")
+	topo := copyTopology(t, in, out)
+	first := values("a", 0, 1000)
+	produceValues(t, seeds, in, 2, first)
+
+	r1 := start(t, topo, baseOpts(seeds, app, "same")...)
+	waitCommitted(t, seeds, app, in, int64(len(first)), 60*time.Second)
+	r2 := start(t, topo, baseOpts(seeds, app, "same")...)
+	err := r1.wait(t, 60*time.Second)
+	if !isFenced(err) {
+		t.Fatalf("first instance: Run returned %v, want ErrFenced", err)
+	}
+	second := values("b", 0, 1000)
+	produceValues(t, seeds, in, 2, second)
+	waitCommitted(t, seeds, app, in, int64(len(first)+len(second)), 60*time.Second)
+	if err := r2.stop(t); err != nil {
+		t.Fatalf("second instance: %v", err)
+	}
+	checkExactlyOnce(t, seeds, out, append(first, second...))
+}
+
+// TestAbortLeavesNothingVisible fails a processor mid-transaction under
+// exactly-once: nothing of the transaction may be visible to read_committed
+// readers, and no offset may be committed.
+func TestAbortLeavesNothingVisible(t *testing.T) {
+	seeds := kafkatest.Brokers(t)
+	in := kafkatest.Topic(t, seeds, 1, nil)
+	out := kafkatest.Topic(t, seeds, 1, nil)
+	app := kafkatest.UniqueName(t, "app")
+	vals := values("ok", 0, 100)
+	vals[50] = "fail-50"
+	produceValues(t, seeds, in, 1, vals)
+
+	// The processor fails at offset 50, but only once the 50 outputs
+	// before it are on the broker (visible to read_uncommitted readers), so
+	// that the abort has something to hide.
+	b := topology.NewBuilder()
+	topology.AddSource(b, "in", topology.StringSerde(), topology.StringSerde(), in)
+	topology.AddProcessor(b, "upper", func() topology.Processor[string, string, string, string] {
+		return topology.ProcessFunc(func(ctx topology.Context[string, string], r topology.Record[string, string]) error {
+			if r.Value == "fail-50" {
+				if err := waitUncommitted(seeds, out, 50); err != nil {
+					return err
+				}
+				return errors.New("refusing record 50")
+			}
+			r.Value = strings.ToUpper(r.Value)
+			return ctx.Forward(r)
+		})
+	}, "in")
+	topology.AddSink(b, "out", out, topology.StringSerde(), topology.StringSerde(), "upper")
+	topo, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, topo, append(baseOpts(seeds, app, "i"),
+		processor.CommitInterval(5*time.Second), processor.MaxPollRecords(1000))...)
+	err = r.wait(t, 60*time.Second)
+	var perr *topology.ProcessError
+	if !errors.As(err, &perr) || perr.Offset != 50 || perr.Node != "upper" {
+		t.Fatalf("Run: got %v, want a ProcessError for node upper at offset 50", err)
+	}
+	if want := fmt.Sprintf("topic %q partition 0 offset 50", in); !strings.Contains(err.Error(), want) {
+		t.Fatalf("Run error %q does not name %s", err, want)
+	}
+	if got := kafkatest.ReadAll(t, seeds, out, kafkatest.ReadCommitted); len(got) != 0 {
+		t.Fatalf("read_committed sees %d records of the aborted transaction, want 0", len(got))
+	}
+	if got := kafkatest.ReadAll(t, seeds, out, kafkatest.ReadUncommitted); len(got) != 50 {
+		t.Fatalf("read_uncommitted sees %d records, want the 50 aborted ones", len(got))
+	}
+	adm := kadm.NewClient(kafkatest.Client(t, seeds))
+	if n, err := committedTotal(context.Background(), adm, app, in); err != nil || n != 0 {
+		t.Fatalf("committed offsets after abort: %d (%v), want 0", n, err)
+	}
+}
+
+// waitUncommitted polls topic until a read_uncommitted reader sees n
+// records.
+func waitUncommitted(seeds []string, topic string, n int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		recs, err := kafkatest.ReadToEnd(ctx, seeds, topic, kafkatest.ReadUncommitted)
+		if err != nil {
+			return err
+		}
+		if len(recs) >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("only %d of %d records reached %q: %w", len(recs), n, topic, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+type order struct {
+	ID    int    `json:"id"`
+	Item  string `json:"item"`
+	Count int    `json:"count"`
+}
+
+func jsonTopology(t *testing.T, in, out string) *topology.Topology {
+	t.Helper()
+	b := topology.NewBuilder()
+	topology.AddSource(b, "in", topology.StringSerde(), topology.JSONSerde[order](), in)
+	topology.AddProcessor(b, "double", func() topology.Processor[string, order, string, order] {
+		return topology.ProcessFunc(func(ctx topology.Context[string, order], r topology.Record[string, order]) error {
+			r.Value.Count *= 2
+			return ctx.Forward(r)
+		})
+	}, "in")
+	topology.AddSink(b, "out", out, topology.StringSerde(), topology.JSONSerde[order](), "double")
+	topo, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return topo
+}
+
+// badJSON produces n records to one partition; every tenth is malformed.
+func badJSON(t *testing.T, seeds []string, topic string, n int) (bad map[int64]bool) {
+	t.Helper()
+	bad = map[int64]bool{}
+	kafkatest.Produce(t, seeds, topic, n, func(i int) *kgo.Record {
+		v := fmt.Sprintf(`{"id":%d,"item":"x","count":%d}`, i, i)
+		if i%10 == 3 {
+			v = fmt.Sprintf(`{"id":%d,"item":`, i)
+			bad[int64(i)] = true
+		}
+		return &kgo.Record{Key: []byte(strconv.Itoa(i)), Value: []byte(v)}
+	})
+	return bad
+}
+
+func TestBadInputDeadLetter(t *testing.T) {
+	const n = 200
+	seeds := kafkatest.Brokers(t)
+	in := kafkatest.Topic(t, seeds, 1, nil)
+	out := kafkatest.Topic(t, seeds, 1, nil)
+	app := kafkatest.UniqueName(t, "app")
+	bad := badJSON(t, seeds, in, n)
+	r := start(t, jsonTopology(t, in, out), append(baseOpts(seeds, app, "i"), processor.OnError(processor.DeadLetter))...)
+	waitCommitted(t, seeds, app, in, n, 60*time.Second)
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	dlq := r.p.DeadLetterTopic()
+	if dlq != app+"-dlq" {
+		t.Fatalf("dead-letter topic %q, want %q", dlq, app+"-dlq")
+	}
+	t.Cleanup(func() {
+		_, _ = kadm.NewClient(kafkatest.Client(t, seeds)).DeleteTopics(context.Background(), dlq)
+	})
+	dead := kafkatest.ReadAll(t, seeds, dlq, kafkatest.ReadCommitted)
+	if len(dead) != len(bad) {
+		t.Fatalf("dead-letter topic has %d records, want %d", len(dead), len(bad))
+	}
+	seen := map[int64]bool{}
+	for _, d := range dead {
+		h := map[string]string{}
+		for _, x := range d.Headers {
+			h[x.Key] = string(x.Value)
+		}
+		off, _ := strconv.ParseInt(h[processor.HeaderOffset], 10, 64)
+		if !bad[off] || seen[off] || h[processor.HeaderTopic] != in || h[processor.HeaderPartition] != "0" ||
+			h[processor.HeaderApp] != app || !strings.Contains(h[processor.HeaderError], "deserialize value") {
+			t.Fatalf("unexpected dead letter %q with headers %v", d.Value, h)
+		}
+		if want := fmt.Sprintf(`{"id":%d,"item":`, off); string(d.Value) != want {
+			t.Fatalf("dead letter at offset %d holds %q, want the raw record %q", off, d.Value, want)
+		}
+		seen[off] = true
+	}
+	good := kafkatest.ReadAll(t, seeds, out, kafkatest.ReadCommitted)
+	if len(good) != n-len(bad) {
+		t.Fatalf("output has %d records, want %d", len(good), n-len(bad))
+	}
+	for i, g := range good {
+		want := 0
+		// the i-th good record is input i' where i' skips the bad ones
+		for k, idx := 0, -1; k <= i; k++ {
+			idx++
+			for bad[int64(idx)] {
+				idx++
+			}
+			want = idx
+		}
+		if exp := fmt.Sprintf(`{"id":%d,"item":"x","count":%d}`, want, 2*want); string(g.Value) != exp {
+			t.Fatalf("output %d: %s, want %s", i, g.Value, exp)
+		}
+	}
+	if st := r.p.Stats(); st.DeadLettered != int64(len(bad)) || st.Processed != int64(n-len(bad)) {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestBadInputFail(t *testing.T) {
+	seeds := kafkatest.Brokers(t)
+	in := kafkatest.Topic(t, seeds, 1, nil)
+	out := kafkatest.Topic(t, seeds, 1, nil)
+	app := kafkatest.UniqueName(t, "app")
+	badJSON(t, seeds, in, 10) // offset 3 is the first bad one
+	r := start(t, jsonTopology(t, in, out), baseOpts(seeds, app, "i")...)
+	err := r.wait(t, 60*time.Second)
+	want := fmt.Sprintf("record at topic %q partition 0 offset 3", in)
+	var derr *topology.DeserializeError
+	if err == nil || !strings.Contains(err.Error(), want) || !errors.As(err, &derr) || derr.Offset != 3 {
+		t.Fatalf("Run: got %v, want a deserialization error naming %s", err, want)
+	}
+	adm := kadm.NewClient(kafkatest.Client(t, seeds))
+	if n, err := committedTotal(context.Background(), adm, app, in); err != nil || n > 3 {
+		t.Fatalf("committed offset %d (%v) is past the bad record at offset 3", n, err)
+	}
+	if got := kafkatest.ReadAll(t, seeds, out, kafkatest.ReadCommitted); len(got) > 3 {
+		t.Fatalf("output has %d committed records, want at most the 3 before the bad one", len(got))
+	}
+}
+
+// TestScaling grows an application from one instance to three and back to
+// one while records flow; the output must hold every record exactly once.
+// The instances use dynamic membership: a permanent scale-down should leave
+// the group rather than hold partitions until the session timeout.
+func TestScaling(t *testing.T) {
+	seeds := kafkatest.Brokers(t)
+	in := kafkatest.Topic(t, seeds, 4, nil)
+	out := kafkatest.Topic(t, seeds, 4, nil)
+	app := kafkatest.UniqueName(t, "app")
+	topo := copyTopology(t, in, out)
+	const batches, per = 6, 2000
+	var all []string
+	var mu sync.Mutex
+	feed := func(b int) {
+		vals := values(fmt.Sprintf("s%d", b), 0, per)
+		produceValues(t, seeds, in, 4, vals)
+		mu.Lock()
+		all = append(all, vals...)
+		mu.Unlock()
+	}
+
+	opts := func(id string) []processor.Opt {
+		return append(baseOpts(seeds, app, id), processor.StaticMembership(false))
+	}
+	r1 := start(t, topo, opts("one")...)
+	feed(0)
+	waitCommitted(t, seeds, app, in, per, 90*time.Second)
+	r2 := start(t, topo, opts("two")...)
+	r3 := start(t, topo, opts("three")...)
+	feed(1)
+	feed(2)
+	waitCommitted(t, seeds, app, in, 3*per, 90*time.Second)
+	feed(3)
+	if err := r2.stop(t); err != nil {
+		t.Fatalf("instance two: %v", err)
+	}
+	feed(4)
+	if err := r3.stop(t); err != nil {
+		t.Fatalf("instance three: %v", err)
+	}
+	feed(5)
+	waitCommitted(t, seeds, app, in, batches*per, 120*time.Second)
+	if err := r1.stop(t); err != nil {
+		t.Fatalf("instance one: %v", err)
+	}
+	checkExactlyOnce(t, seeds, out, all)
+}
