@@ -126,15 +126,24 @@ func produceValues(t *testing.T, seeds []string, topic string, partitions int32,
 }
 
 func TestCopyEachGuarantee(t *testing.T) {
-	for _, g := range []processor.Guarantee{processor.ExactlyOnce, processor.AtLeastOnce, processor.AtMostOnce} {
-		t.Run(g.String(), func(t *testing.T) {
+	cases := []struct {
+		name string
+		opts []processor.Opt
+	}{
+		{"exactly_once", []processor.Opt{processor.WithGuarantee(processor.ExactlyOnce)}},
+		{"exactly_once_two_workers", []processor.Opt{processor.WithGuarantee(processor.ExactlyOnce), processor.Workers(2)}},
+		{"at_least_once", []processor.Opt{processor.WithGuarantee(processor.AtLeastOnce)}},
+		{"at_most_once", []processor.Opt{processor.WithGuarantee(processor.AtMostOnce)}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
 			seeds := kafkatest.Brokers(t)
 			in := kafkatest.Topic(t, seeds, 2, nil)
 			out := kafkatest.Topic(t, seeds, 2, nil)
 			app := kafkatest.UniqueName(t, "app")
 			vals := values("v", 0, 2000)
 			produceValues(t, seeds, in, 2, vals)
-			r := start(t, copyTopology(t, in, out), append(baseOpts(seeds, app, "i"), processor.WithGuarantee(g))...)
+			r := start(t, copyTopology(t, in, out), append(baseOpts(seeds, app, "i"), c.opts...)...)
 			waitCommitted(t, seeds, app, in, int64(len(vals)), 60*time.Second)
 			if err := r.stop(t); err != nil {
 				t.Fatalf("Run: %v", err)
