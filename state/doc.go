@@ -35,4 +35,21 @@
 //
 // [NewMemKV] returns an in-memory KV for tests and for stores that need no
 // durability.
+//
+// # Pebble
+//
+// [OpenDB] opens the one Pebble database of an instance; every
+// (store, partition) pair is a key prefix in it (see the key layout in
+// pebble.go). [DB.KV] returns the KV of one store-partition. Pending writes
+// reach the database through [DB.Commit], which applies the writes of several
+// store-partitions and their changelog checkpoints in one atomic batch, so
+// data and checkpoint always agree, even after a crash. [DB.Restorer]
+// bulk-loads a store-partition from its changelog, and [DB.DropPartition]
+// empties one. A foreign or corrupt directory makes OpenDB fail with
+// [ErrForeignState] or [ErrCorruptState]; the runtime then calls [WipeDir]
+// and restores everything. A DB is safe for concurrent use; its KVs,
+// iterators and Restorers are not.
+//
+// [NewWindowStore] builds a typed window store (key + window start) over any
+// KV, the DB's or [NewMemKV]'s.
 package state

@@ -1,0 +1,227 @@
+package state
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Commit collects what one commit applies to a [DB]: the pending writes of
+// several store-partitions (typically [Overlay.Writes] of each task store) and
+// the changelog offsets they reflect. [DB.Commit] applies all of it in one
+// atomic Pebble batch, so after a crash the data of a store-partition and its
+// checkpoint always agree.
+//
+// The zero value is an empty Commit ready for use. A Commit is not safe for
+// concurrent use; it may be reused after Reset.
+type Commit struct {
+	parts       []commitPart
+	checkpoints []commitCheckpoint
+}
+
+type commitPart struct {
+	store     string
+	partition int32
+	writes    []Write
+}
+
+type commitCheckpoint struct {
+	store     string
+	partition int32
+	offset    int64
+}
+
+// Add adds writes to (store, partition). Writes are applied in the order they
+// were added, so when a key is written twice the later write wins. Add does
+// not copy writes: the slice and the slices it refers to must stay unchanged
+// until DB.Commit returns. (The slice returned by Overlay.Writes qualifies as
+// long as the overlay is not written to in between.) After DB.Commit succeeds,
+// call Overlay.Discard, not Overlay.Commit: the writes are already applied.
+func (c *Commit) Add(store string, partition int32, writes []Write) {
+	if len(writes) == 0 {
+		return
+	}
+	c.parts = append(c.parts, commitPart{store: store, partition: partition, writes: writes})
+}
+
+// SetCheckpoint records that after this commit (store, partition) reflects
+// its changelog up to and including offset. Setting it again for the same
+// pair replaces the earlier offset.
+func (c *Commit) SetCheckpoint(store string, partition int32, offset int64) {
+	for i := range c.checkpoints {
+		if cp := &c.checkpoints[i]; cp.store == store && cp.partition == partition {
+			cp.offset = offset
+			return
+		}
+	}
+	c.checkpoints = append(c.checkpoints, commitCheckpoint{store: store, partition: partition, offset: offset})
+}
+
+// Empty reports whether the Commit has neither writes nor checkpoints.
+func (c *Commit) Empty() bool { return len(c.parts) == 0 && len(c.checkpoints) == 0 }
+
+// Reset empties the Commit for reuse, dropping its references to writes.
+func (c *Commit) Reset() {
+	clear(c.parts)
+	c.parts = c.parts[:0]
+	c.checkpoints = c.checkpoints[:0]
+}
+
+// Commit applies c in one atomic Pebble batch with the sync policy: all of
+// its writes and checkpoints, or (on error) none of them. With SyncOnCommit
+// the batch is durable when Commit returns. Afterwards reads through
+// [DB.KV] see the writes and [DB.Checkpoint] returns the new offsets. A nil or
+// empty c does nothing. Checkpoint offsets must not be negative. c is not
+// modified and may be Reset and reused afterwards.
+//
+// Commit is safe for concurrent use; concurrent commits are applied in some
+// serial order.
+func (db *DB) Commit(c *Commit) error {
+	if c == nil || c.Empty() {
+		return nil
+	}
+	for _, cp := range c.checkpoints {
+		if cp.offset < 0 {
+			return fmt.Errorf("state: commit: checkpoint %s/%d: negative offset %d", cp.store, cp.partition, cp.offset)
+		}
+	}
+	if err := db.acquire(); err != nil {
+		return err
+	}
+	defer db.mu.RUnlock()
+	b := db.pdb.NewBatch()
+	defer b.Close()
+	for _, p := range c.parts {
+		if err := addWrites(b, dataPrefix(p.store, p.partition), p.writes); err != nil {
+			return fmt.Errorf("state: commit: %s/%d: %w", p.store, p.partition, err)
+		}
+	}
+	for _, cp := range c.checkpoints {
+		if err := setCheckpoint(b, cp.store, cp.partition, cp.offset); err != nil {
+			return fmt.Errorf("state: commit: checkpoint %s/%d: %w", cp.store, cp.partition, err)
+		}
+	}
+	if err := b.Commit(db.write); err != nil {
+		return fmt.Errorf("state: commit: %w", err)
+	}
+	return nil
+}
+
+func setCheckpoint(b *pebble.Batch, store string, partition int32, offset int64) error {
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], uint64(offset))
+	return b.Set(checkpointKey(store, partition), v[:], nil)
+}
+
+// defaultRestoreFlushBytes is the batch size at which a Restorer flushes on
+// its own.
+const defaultRestoreFlushBytes = 4 << 20
+
+// Restorer bulk-loads one store-partition from its changelog. Put and Delete
+// buffer writes in a Pebble batch; once the batch holds about 4 MiB the
+// Restorer applies it on its own, without a checkpoint. Flush applies what is
+// buffered together with the checkpoint. All of these batches are unsynced:
+// restoring is fast, and a crash during a restore loses at most the writes
+// since the last batch that reached disk.
+//
+// Pebble replays its write-ahead log in order, so after a crash the
+// checkpoint is never ahead of the data: either the checkpoint and every
+// write before it survived, or the old checkpoint is read back and the
+// changelog is replayed from there, rewriting keys with the same final
+// values. The next synced write of the DB (any Commit under SyncOnCommit)
+// makes the restored state durable.
+//
+// A Restorer is not safe for concurrent use. It may be used for several
+// Flushes (for example one per fetched batch of changelog records). Dropping a
+// Restorer discards its unflushed writes.
+type Restorer struct {
+	db         *DB
+	store      string
+	partition  int32
+	prefix     []byte
+	batch      *pebble.Batch
+	key        []byte // reused buffer for prefixed keys
+	flushBytes int
+}
+
+// Restorer returns a Restorer for (store, partition). It writes over whatever
+// the store-partition holds; call DropPartition first for a full restore into
+// a partition that may hold stale keys.
+func (db *DB) Restorer(store string, partition int32) *Restorer {
+	return &Restorer{
+		db:         db,
+		store:      store,
+		partition:  partition,
+		prefix:     dataPrefix(store, partition),
+		flushBytes: defaultRestoreFlushBytes,
+	}
+}
+
+// Put buffers a put of value under key (a changelog record). Both slices are
+// copied. It returns the error of an automatic flush, if any.
+func (r *Restorer) Put(key, value []byte) error {
+	if r.batch == nil {
+		r.batch = r.db.pdb.NewBatch()
+	}
+	r.key = append(append(r.key[:0], r.prefix...), key...)
+	if err := r.batch.Set(r.key, value, nil); err != nil {
+		return fmt.Errorf("state: restore %s/%d: put: %w", r.store, r.partition, err)
+	}
+	return r.maybeFlush()
+}
+
+// Delete buffers a delete of key (a changelog tombstone). It returns the
+// error of an automatic flush, if any.
+func (r *Restorer) Delete(key []byte) error {
+	if r.batch == nil {
+		r.batch = r.db.pdb.NewBatch()
+	}
+	r.key = append(append(r.key[:0], r.prefix...), key...)
+	if err := r.batch.Delete(r.key, nil); err != nil {
+		return fmt.Errorf("state: restore %s/%d: delete: %w", r.store, r.partition, err)
+	}
+	return r.maybeFlush()
+}
+
+func (r *Restorer) maybeFlush() error {
+	if r.batch.Len() < r.flushBytes {
+		return nil
+	}
+	if err := r.apply(); err != nil {
+		return fmt.Errorf("state: restore %s/%d: flush: %w", r.store, r.partition, err)
+	}
+	return nil
+}
+
+// Flush applies the buffered writes and records checkpoint as the changelog
+// offset the store-partition now reflects, in one unsynced batch. checkpoint
+// must not be negative. On error the buffered writes are dropped; restart the
+// restore from the last checkpoint.
+func (r *Restorer) Flush(checkpoint int64) error {
+	if checkpoint < 0 {
+		return fmt.Errorf("state: restore %s/%d: negative checkpoint %d", r.store, r.partition, checkpoint)
+	}
+	if r.batch == nil {
+		r.batch = r.db.pdb.NewBatch()
+	}
+	if err := setCheckpoint(r.batch, r.store, r.partition, checkpoint); err != nil {
+		return fmt.Errorf("state: restore %s/%d: checkpoint: %w", r.store, r.partition, err)
+	}
+	if err := r.apply(); err != nil {
+		return fmt.Errorf("state: restore %s/%d: flush: %w", r.store, r.partition, err)
+	}
+	return nil
+}
+
+// apply commits the batch unsynced and releases it.
+func (r *Restorer) apply() error {
+	b := r.batch
+	r.batch = nil
+	defer b.Close()
+	if err := r.db.acquire(); err != nil {
+		return err
+	}
+	defer r.db.mu.RUnlock()
+	return b.Commit(pebble.NoSync)
+}

@@ -1,0 +1,5 @@
+package state
+
+// SetRestoreFlushBytes sets the batch size at which r flushes on its own, so
+// that tests can exercise automatic flushes with a few small writes.
+func SetRestoreFlushBytes(r *Restorer, n int) { r.flushBytes = n }
