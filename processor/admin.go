@@ -71,6 +71,9 @@ func (p *Processor) prepare(ctx context.Context) (*clusterMeta, error) {
 			return nil, fmt.Errorf("%w: sub-topology %d reads topics with different partition counts: %s", ErrNotCopartitioned, s.ID, strings.Join(parts, ", "))
 		}
 	}
+	if err := p.ensureChangelogs(mctx, adm, meta); err != nil {
+		return nil, err
+	}
 	if p.cfg.errorPolicy == DeadLetter {
 		n, err := p.ensureDLQ(mctx, adm, meta)
 		if err != nil {
@@ -106,6 +109,62 @@ func (p *Processor) ensureDLQ(ctx context.Context, adm *kadm.Client, meta *clust
 		return 0, fmt.Errorf("processor: create dead-letter topic %q: %w", name, err)
 	}
 	return n, nil
+}
+
+// ErrChangelogMismatch is wrapped by the error Run returns when a store's
+// changelog topic exists but cannot serve the store: a different partition
+// count than the store's source topics, or a cleanup policy without
+// compaction.
+var ErrChangelogMismatch = errors.New("processor: changelog topic does not fit its store")
+
+// ensureChangelogs creates each store's compacted changelog topic with the
+// partition count of the store's source topics, or checks the one that
+// exists.
+func (p *Processor) ensureChangelogs(ctx context.Context, adm *kadm.Client, meta *clusterMeta) error {
+	compact := "compact"
+	for _, s := range p.topo.SubTopologies() {
+		want := meta.partitions[s.SourceTopics[0]]
+		for _, st := range s.Stores {
+			name := p.ChangelogTopic(st.Name)
+			md, err := adm.Metadata(ctx, name)
+			if err != nil {
+				return fmt.Errorf("processor: metadata of changelog %q: %w", name, err)
+			}
+			td, exists := md.Topics[name]
+			if exists && td.Err == nil {
+				if got := int32(len(td.Partitions)); got != want {
+					return fmt.Errorf("%w: %q has %d partitions, store %q reads topics with %d", ErrChangelogMismatch, name, got, st.Name, want)
+				}
+				rc, err := adm.DescribeTopicConfigs(ctx, name)
+				if err != nil {
+					return fmt.Errorf("processor: configs of changelog %q: %w", name, err)
+				}
+				cfg, err := rc.On(name, nil)
+				if err == nil {
+					err = cfg.Err
+				}
+				if err != nil {
+					return fmt.Errorf("processor: configs of changelog %q: %w", name, err)
+				}
+				for _, c := range cfg.Configs {
+					if c.Key == "cleanup.policy" && (c.Value == nil || !strings.Contains(*c.Value, "compact")) {
+						return fmt.Errorf("%w: %q has cleanup.policy=%s; a changelog must be compacted", ErrChangelogMismatch, name, c.MaybeValue())
+					}
+				}
+			} else {
+				resp, err := adm.CreateTopic(ctx, want, -1, map[string]*string{"cleanup.policy": &compact}, name)
+				if err == nil && resp.Err != nil && !errors.Is(resp.Err, kerr.TopicAlreadyExists) {
+					err = resp.Err
+				}
+				if err != nil {
+					return fmt.Errorf("processor: create changelog %q: %w", name, err)
+				}
+				p.cfg.logger.Info("created changelog topic", "topic", name, "partitions", want)
+			}
+			meta.partitions[name] = want
+		}
+	}
+	return nil
 }
 
 func compactStrings(s []string) []string {

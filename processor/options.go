@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/onceflow/onceflow/state"
 )
 
 // Guarantee selects the delivery guarantee, like Kafka Streams'
@@ -110,6 +113,9 @@ type cfg struct {
 	sessionTimeout     time.Duration
 	transactionTimeout time.Duration
 	staticMembership   bool
+	stateDir           string
+	stateOpts          state.Options
+	onRestore          func(RestoreProgress)
 }
 
 func defaultCfg() cfg {
@@ -206,6 +212,23 @@ func TransactionTimeout(d time.Duration) Opt {
 // until the session timeout.
 func StaticMembership(on bool) Opt { return optFunc(func(c *cfg) { c.staticMembership = on }) }
 
+// StateDir sets the directory of the instance's Pebble database (Kafka
+// Streams' state.dir). The default is <os.TempDir()>/onceflow/
+// <application-id>/<instance-id>. Only topologies with stores use it. A
+// missing, foreign or corrupt directory is wiped and restored in full from
+// the changelogs.
+func StateDir(dir string) Opt { return optFunc(func(c *cfg) { c.stateDir = dir }) }
+
+// StateOptions tunes the Pebble database (cache size, memtable size, sync
+// policy); see state.Options for the defaults.
+func StateOptions(o state.Options) Opt { return optFunc(func(c *cfg) { c.stateOpts = o }) }
+
+// OnRestore sets a function that receives the progress of every store
+// restore: after each batch of changelog records and once more when the
+// restore is done. It runs on the restoring worker's goroutine; keep it
+// quick. Restores are also logged at Info.
+func OnRestore(fn func(RestoreProgress)) Opt { return optFunc(func(c *cfg) { c.onRestore = fn }) }
+
 var (
 	legalName   = regexp.MustCompile(`^[a-zA-Z0-9._-]+$`)
 	illegalRuns = regexp.MustCompile(`[^a-zA-Z0-9._-]+`)
@@ -261,6 +284,9 @@ func (c *cfg) validate() error {
 	} else if c.guarantee == ExactlyOnce && c.commitInterval >= c.transactionTimeout {
 		bad("CommitInterval: %v must be shorter than TransactionTimeout %v under exactly-once", c.commitInterval, c.transactionTimeout)
 	}
+	if err := c.stateOpts.Validate(); err != nil {
+		bad("StateOptions: %w", err)
+	}
 	if len(errs) == 0 {
 		return nil
 	}
@@ -281,5 +307,8 @@ func (c *cfg) finish() {
 			host = "instance"
 		}
 		c.instanceID = strings.Trim(illegalRuns.ReplaceAllString(host, "-"), "-")
+	}
+	if c.stateDir == "" {
+		c.stateDir = filepath.Join(os.TempDir(), "onceflow", c.appID, c.instanceID)
 	}
 }

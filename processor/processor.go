@@ -88,6 +88,17 @@ func (p *Processor) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	db, err := p.openState()
+	if err != nil {
+		return err
+	}
+	if db != nil {
+		defer func() {
+			if err := db.Close(); err != nil {
+				p.cfg.logger.Warn("closing the state database failed", "dir", p.cfg.stateDir, "err", err)
+			}
+		}()
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 
@@ -97,7 +108,7 @@ func (p *Processor) Run(ctx context.Context) error {
 		firstErr error
 	)
 	for n := range p.cfg.workers {
-		w := newWorker(p, n, meta)
+		w := newWorker(p, n, meta, db)
 		wg.Go(func() {
 			if err := w.run(ctx); err != nil {
 				mu.Lock()

@@ -31,7 +31,8 @@ type worker struct {
 
 	subFor  map[string]int // source topic -> sub-topology
 	tasks   map[topology.TaskID]*topology.Task
-	stores  map[storeKey]*state.Overlay
+	state   stateTracker
+	reader  *changelogReader // created on the first restore
 	keyPart map[string]kgo.TopicPartitioner
 	rr      int
 
@@ -52,15 +53,19 @@ type storeKey struct {
 	task topology.TaskID
 }
 
-func newWorker(p *Processor, n int, meta *clusterMeta) *worker {
+func newWorker(p *Processor, n int, meta *clusterMeta, db *state.DB) *worker {
 	w := &worker{
 		p:       p,
 		n:       n,
 		meta:    meta,
 		subFor:  map[string]int{},
 		tasks:   map[topology.TaskID]*topology.Task{},
-		stores:  map[storeKey]*state.Overlay{},
 		keyPart: map[string]kgo.TopicPartitioner{},
+		state: stateTracker{
+			db:      db,
+			stores:  map[storeKey]*storeKV{},
+			offsets: map[storeKey]int64{},
+		},
 	}
 	if p.cfg.guarantee == ExactlyOnce {
 		w.txnID = fmt.Sprintf("%s-%s-%d", p.cfg.appID, p.cfg.instanceID, n)
@@ -99,6 +104,7 @@ func (w *worker) clientOpts() []kgo.Opt {
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.WithLogger(kgoLogger{w.log}),
+		kgo.OnPartitionsAssigned(w.onAssigned),
 		kgo.OnPartitionsRevoked(w.onRevoked),
 		kgo.OnPartitionsLost(w.onRevoked),
 	}
@@ -187,26 +193,16 @@ func (w *worker) resetTasks() {
 	for id := range w.tasks {
 		w.closeTask(id)
 	}
-	for _, s := range w.stores {
-		s.Discard()
-	}
+	w.discardStores()
 }
 
 func (w *worker) closeAll() {
 	for id := range w.tasks {
 		w.closeTask(id)
 	}
-}
-
-// commitStores makes the stores' pending writes durable; called once the
-// records they derive from are committed.
-func (w *worker) commitStores() error {
-	for k, s := range w.stores {
-		if err := s.Commit(); err != nil {
-			return fmt.Errorf("processor: commit store %q of task %s: %w", k.name, k.task, err)
-		}
+	if w.reader != nil {
+		w.reader.close()
 	}
-	return nil
 }
 
 // process runs one polled record through its task. It returns an error only
@@ -369,18 +365,7 @@ func (e *taskEnv) Send(rec topology.OutRecord) error {
 	return nil
 }
 
-func (e *taskEnv) Store(name string) (state.KV, error) {
-	k := storeKey{name: name, task: e.id}
-	s, ok := e.w.stores[k]
-	if !ok {
-		// Until persistent stores arrive, a store lives in memory for the
-		// life of the worker; its pending writes still commit and abort
-		// with the transaction.
-		s = state.NewOverlay(state.NewMemKV())
-		e.w.stores[k] = s
-	}
-	return s, nil
-}
+func (e *taskEnv) Store(name string) (state.KV, error) { return e.w.store(name, e.id) }
 
 func (e *taskEnv) Partitions(topic string) (int32, error) {
 	n, ok := e.w.meta.partitions[topic]

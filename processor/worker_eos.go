@@ -72,6 +72,12 @@ func (w *worker) runExactlyOnce(ctx context.Context) error {
 		}
 		if !w.txn.open {
 			w.dropRevoked()
+			if err := w.restorePending(ctx); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
 		}
 		// Poll until the transaction is due, or one interval when idle so
 		// wall-clock punctuators get their turn.
@@ -120,6 +126,11 @@ func (w *worker) runExactlyOnce(ctx context.Context) error {
 func (w *worker) endTxn(want kgo.TransactionEndTry) error {
 	ctx, cancel := context.WithTimeout(context.Background(), w.endTimeout())
 	defer cancel()
+	if want == kgo.TryCommit {
+		if err := w.produceChangelogs(); err != nil {
+			return err
+		}
+	}
 	if err := w.cl.Flush(ctx); err != nil {
 		return fmt.Errorf("processor: flush transaction %s: %w", w.txnID, err)
 	}
@@ -144,7 +155,7 @@ func (w *worker) endTxn(want kgo.TransactionEndTry) error {
 		return nil
 	}
 	w.p.stats.commits.Add(1)
-	return w.commitStores()
+	return w.applyStores()
 }
 
 // rebalanceTimeout is franz-go's default rebalance timeout, which the

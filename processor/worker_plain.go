@@ -76,6 +76,12 @@ func (w *worker) runPlain(ctx context.Context) error {
 		if pending == 0 {
 			w.dropRevoked()
 			cl.AllowRebalance()
+			if err := w.restorePending(ctx); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
 		}
 	}
 }
@@ -89,6 +95,9 @@ func (w *worker) commitPlain(dirty bool) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	if err := w.produceChangelogs(); err != nil {
+		return err
+	}
 	if err := w.cl.Flush(ctx); err != nil {
 		return fmt.Errorf("processor: flush: %w", err)
 	}
@@ -101,5 +110,5 @@ func (w *worker) commitPlain(dirty bool) error {
 		}
 	}
 	w.p.stats.commits.Add(1)
-	return w.commitStores()
+	return w.applyStores()
 }

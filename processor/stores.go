@@ -1,0 +1,270 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/onceflow/onceflow/state"
+	"github.com/onceflow/onceflow/topology"
+)
+
+// ChangelogTopic returns the changelog topic of store,
+// <application-id>-<store>-changelog.
+func (p *Processor) ChangelogTopic(store string) string {
+	return p.cfg.appID + "-" + store + "-changelog"
+}
+
+// openState opens the instance's Pebble database if the topology has
+// stores. A foreign or corrupt directory is wiped (and logged with the
+// reason): its tasks then restore in full from their changelogs.
+func (p *Processor) openState() (*state.DB, error) {
+	hasStores := false
+	for _, s := range p.topo.SubTopologies() {
+		hasStores = hasStores || len(s.Stores) > 0
+	}
+	if !hasStores {
+		return nil, nil
+	}
+	opts := p.cfg.stateOpts
+	db, err := state.OpenDB(p.cfg.stateDir, p.cfg.appID, &opts)
+	if errors.Is(err, state.ErrForeignState) || errors.Is(err, state.ErrCorruptState) {
+		p.cfg.logger.Warn("state directory unusable; wiping it for a full restore from the changelogs",
+			"dir", p.cfg.stateDir, "reason", err)
+		opts.EnsureDefaults()
+		if werr := state.WipeDir(opts.FS, p.cfg.stateDir); werr != nil {
+			return nil, fmt.Errorf("processor: wipe state directory %q: %w", p.cfg.stateDir, werr)
+		}
+		db, err = state.OpenDB(p.cfg.stateDir, p.cfg.appID, &opts)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("processor: open state directory %q: %w", p.cfg.stateDir, err)
+	}
+	return db, nil
+}
+
+// storeKV is one task's view of one store: an overlay of the transaction's
+// pending writes over the instance's database. The changelog records are
+// produced when the transaction ends, one per written key.
+type storeKV struct {
+	*state.Overlay
+	name      string
+	partition int32
+	topic     string // changelog
+}
+
+// stateTracker holds the stores of a worker's tasks and the changelog
+// offsets their pending writes reached.
+type stateTracker struct {
+	db     *state.DB
+	stores map[storeKey]*storeKV
+
+	mu      sync.Mutex
+	offsets map[storeKey]int64 // last acknowledged changelog offset per dirty store-partition
+
+	restoreMu sync.Mutex
+	toRestore map[string][]int32 // paused source partitions waiting for a restore
+}
+
+func (w *worker) store(name string, id topology.TaskID) (state.KV, error) {
+	if w.state.db == nil {
+		return nil, &envError{errors.New("processor: no state database (topology declares no stores)")}
+	}
+	k := storeKey{name: name, task: id}
+	s, ok := w.state.stores[k]
+	if !ok {
+		s = &storeKV{
+			Overlay:   state.NewOverlay(w.state.db.KV(name, id.Partition)),
+			name:      name,
+			partition: id.Partition,
+			topic:     w.p.ChangelogTopic(name),
+		}
+		w.state.stores[k] = s
+	}
+	return s, nil
+}
+
+// produceChangelogs sends one changelog record per pending write of every
+// store (a tombstone for a delete), inside the open transaction.
+func (w *worker) produceChangelogs() error {
+	for k, s := range w.state.stores {
+		if s.Pending() == 0 {
+			continue
+		}
+		if err := w.beforeSend(); err != nil {
+			return err
+		}
+		for _, wr := range s.Writes() {
+			r := &kgo.Record{Topic: s.topic, Partition: s.partition, Key: wr.Key, Value: wr.Value}
+			if wr.Delete {
+				r.Value = nil
+			}
+			k := k
+			w.cl.Produce(context.Background(), r, func(r *kgo.Record, err error) {
+				if err != nil {
+					w.promise(r, err)
+					return
+				}
+				w.state.mu.Lock()
+				if r.Offset > w.state.offsets[k] {
+					w.state.offsets[k] = r.Offset
+				}
+				w.state.mu.Unlock()
+			})
+		}
+	}
+	return nil
+}
+
+// applyStores makes the pending writes durable together with the changelog
+// offsets they reflect, in one Pebble batch. Call it only once the records
+// that produced them are committed (and every changelog record is
+// acknowledged).
+func (w *worker) applyStores() error {
+	if w.state.db == nil {
+		return nil
+	}
+	var c state.Commit
+	w.state.mu.Lock()
+	for k, s := range w.state.stores {
+		if s.Pending() == 0 {
+			continue
+		}
+		c.Add(k.name, k.task.Partition, s.Writes())
+		if off, ok := w.state.offsets[k]; ok {
+			c.SetCheckpoint(k.name, k.task.Partition, off)
+		}
+	}
+	clear(w.state.offsets)
+	w.state.mu.Unlock()
+	if c.Empty() {
+		return nil
+	}
+	if err := w.state.db.Commit(&c); err != nil {
+		return fmt.Errorf("processor: apply store writes to %q: %w", w.p.cfg.stateDir, err)
+	}
+	for _, s := range w.state.stores {
+		s.Discard()
+	}
+	return nil
+}
+
+// discardStores drops the pending writes of an aborted transaction.
+func (w *worker) discardStores() {
+	for _, s := range w.state.stores {
+		s.Discard()
+	}
+	w.state.mu.Lock()
+	clear(w.state.offsets)
+	w.state.mu.Unlock()
+}
+
+// onAssigned pauses newly assigned partitions of sub-topologies with
+// stores: their tasks must not see a record before their stores are
+// restored. franz-go calls it before fetching the partitions.
+func (w *worker) onAssigned(_ context.Context, cl *kgo.Client, assigned map[string][]int32) {
+	if w.state.db == nil {
+		return
+	}
+	pause := map[string][]int32{}
+	for t, ps := range assigned {
+		sub, ok := w.subFor[t]
+		if ok && len(w.p.topo.SubTopologies()[sub].Stores) > 0 {
+			pause[t] = ps
+		}
+	}
+	if len(pause) == 0 {
+		return
+	}
+	cl.PauseFetchPartitions(pause)
+	w.state.restoreMu.Lock()
+	defer w.state.restoreMu.Unlock()
+	if w.state.toRestore == nil {
+		w.state.toRestore = map[string][]int32{}
+	}
+	for t, ps := range pause {
+		w.state.toRestore[t] = append(w.state.toRestore[t], ps...)
+	}
+}
+
+// restorePending restores the stores of every paused task, then resumes
+// its partitions. Call it only outside a transaction.
+func (w *worker) restorePending(ctx context.Context) error {
+	w.state.restoreMu.Lock()
+	pending := w.state.toRestore
+	w.state.toRestore = nil
+	w.state.restoreMu.Unlock()
+	if len(pending) == 0 {
+		return nil
+	}
+	done := map[topology.TaskID]bool{}
+	for t, ps := range pending {
+		sub := w.subFor[t]
+		for _, p := range ps {
+			id := topology.TaskID{SubTopology: sub, Partition: p}
+			if done[id] {
+				continue
+			}
+			done[id] = true
+			for _, spec := range w.p.topo.SubTopologies()[sub].Stores {
+				if err := w.restoreStore(ctx, spec.Name, p); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	w.cl.ResumeFetchPartitions(pending)
+	return nil
+}
+
+// restoreStore replays store's changelog partition from the applied
+// checkpoint to the end.
+func (w *worker) restoreStore(ctx context.Context, store string, partition int32) error {
+	db := w.state.db
+	cp, ok, err := db.Checkpoint(store, partition)
+	if err != nil {
+		return fmt.Errorf("processor: checkpoint of store %q partition %d: %w", store, partition, err)
+	}
+	from := int64(0)
+	if ok {
+		from = cp + 1
+	}
+	if w.reader == nil {
+		if w.reader, err = newChangelogReader(&w.p.cfg); err != nil {
+			return err
+		}
+	}
+	topic := w.p.ChangelogTopic(store)
+	rs := db.Restorer(store, partition)
+	began := time.Now()
+	prog := RestoreProgress{Store: store, Partition: partition, From: from}
+	report := func(records, end int64) {
+		prog.Records, prog.To, prog.Elapsed = records, end, time.Since(began)
+		if w.p.cfg.onRestore != nil {
+			w.p.cfg.onRestore(prog)
+		}
+	}
+	last, err := w.reader.read(ctx, topic, partition, from, func(r *kgo.Record) error {
+		if r.Value == nil {
+			return rs.Delete(r.Key)
+		}
+		return rs.Put(r.Key, r.Value)
+	}, report)
+	if err != nil {
+		return err
+	}
+	if last >= from {
+		if err := rs.Flush(last); err != nil {
+			return fmt.Errorf("processor: restore store %q partition %d: %w", store, partition, err)
+		}
+	}
+	prog.Done = true
+	report(prog.Records, max(prog.To, last+1))
+	w.log.Info("store restored", "store", store, "partition", partition, "from", from,
+		"to", last+1, "records", prog.Records, "seconds", prog.Elapsed.Seconds(), "records_per_sec", int64(prog.Rate()))
+	return nil
+}
