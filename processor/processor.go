@@ -86,6 +86,9 @@ func (p *Processor) Run(ctx context.Context) error {
 	}
 	meta, err := p.prepare(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // cancelled while starting: a graceful shutdown too
+		}
 		return err
 	}
 	db, err := p.openState()
