@@ -101,11 +101,7 @@ func (p *Processor) ensureDLQ(ctx context.Context, adm *kadm.Client, meta *clust
 			n = max(n, meta.partitions[t])
 		}
 	}
-	resp, err := adm.CreateTopic(ctx, n, -1, nil, name)
-	if err == nil && resp.Err != nil && !errors.Is(resp.Err, kerr.TopicAlreadyExists) {
-		err = resp.Err
-	}
-	if err != nil {
+	if err := createTopic(ctx, adm, name, n, nil); err != nil {
 		return 0, fmt.Errorf("processor: create dead-letter topic %q: %w", name, err)
 	}
 	return n, nil
@@ -152,11 +148,7 @@ func (p *Processor) ensureChangelogs(ctx context.Context, adm *kadm.Client, meta
 					}
 				}
 			} else {
-				resp, err := adm.CreateTopic(ctx, want, -1, map[string]*string{"cleanup.policy": &compact}, name)
-				if err == nil && resp.Err != nil && !errors.Is(resp.Err, kerr.TopicAlreadyExists) {
-					err = resp.Err
-				}
-				if err != nil {
+				if err := createTopic(ctx, adm, name, want, map[string]*string{"cleanup.policy": &compact}); err != nil {
 					return fmt.Errorf("processor: create changelog %q: %w", name, err)
 				}
 				p.cfg.logger.Info("created changelog topic", "topic", name, "partitions", want)
@@ -165,6 +157,19 @@ func (p *Processor) ensureChangelogs(ctx context.Context, adm *kadm.Client, meta
 		}
 	}
 	return nil
+}
+
+// createTopic creates a topic with the cluster's default replication
+// factor; another instance creating it first is not an error.
+func createTopic(ctx context.Context, adm *kadm.Client, name string, partitions int32, configs map[string]*string) error {
+	resp, err := adm.CreateTopic(ctx, partitions, -1, configs, name)
+	if err == nil {
+		err = resp.Err
+	}
+	if errors.Is(err, kerr.TopicAlreadyExists) {
+		return nil
+	}
+	return err
 }
 
 func compactStrings(s []string) []string {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -26,6 +27,11 @@ type Config struct {
 	Guarantee string // as processor.ParseGuarantee accepts it
 	Input     string
 	Output    string
+	// Workload is WorkloadCopy (the default) or WorkloadSums.
+	Workload string
+	// StateRoot, for the sums workload, holds one state directory per
+	// instance (see Fleet.StateDir).
+	StateRoot string
 }
 
 // Fleet runs worker processes, one per instance id, each a re-execution of
@@ -33,9 +39,10 @@ type Config struct {
 // time. Every process's stderr is kept and printed when the test fails.
 // Processes still running when the test ends are killed.
 type Fleet struct {
-	t   testing.TB
-	exe string
-	env []string
+	t         testing.TB
+	exe       string
+	env       []string
+	stateRoot string
 
 	mu      sync.Mutex
 	running map[string]*Proc // instance id -> its current process
@@ -65,8 +72,9 @@ func NewFleet(t testing.TB, cfg Config) *Fleet {
 		t.Fatalf("crashtest: find the test binary: %v", err)
 	}
 	f := &Fleet{
-		t:   t,
-		exe: exe,
+		t:         t,
+		exe:       exe,
+		stateRoot: cfg.StateRoot,
 		env: append(os.Environ(),
 			EnvWorker+"=1",
 			EnvBrokers+"="+strings.Join(cfg.Brokers, ","),
@@ -74,6 +82,7 @@ func NewFleet(t testing.TB, cfg Config) *Fleet {
 			EnvGuarantee+"="+cfg.Guarantee,
 			EnvInput+"="+cfg.Input,
 			EnvOutput+"="+cfg.Output,
+			EnvWorkload+"="+cfg.Workload,
 		),
 		running: map[string]*Proc{},
 		failed:  make(chan struct{}),
@@ -99,6 +108,9 @@ func (f *Fleet) Start(instance string) *Proc {
 	p := &Proc{Instance: instance, Incarnation: inc, ready: make(chan struct{}), done: make(chan struct{})}
 	p.cmd = exec.Command(f.exe)
 	p.cmd.Env = append(append([]string(nil), f.env...), EnvInstance+"="+instance)
+	if f.stateRoot != "" {
+		p.cmd.Env = append(p.cmd.Env, EnvStateDir+"="+f.StateDir(instance))
+	}
 	p.cmd.Stdout = &readyWatcher{out: &p.stderr, ready: p.ready}
 	p.cmd.Stderr = &p.stderr
 	p.cmd.SysProcAttr = sysProcAttr()
@@ -222,6 +234,34 @@ func (f *Fleet) mark(instance, how string) (*Proc, error) {
 	}
 	p.expectStop = how
 	return p, nil
+}
+
+// StateDir returns the state directory of instance (under the Config's
+// StateRoot).
+func (f *Fleet) StateDir(instance string) string {
+	return filepath.Join(f.stateRoot, instance)
+}
+
+// Restores returns every store restore the processes reported so far, in
+// process start order.
+func (f *Fleet) Restores() ([]Restore, error) {
+	f.mu.Lock()
+	procs := append([]*Proc(nil), f.all...)
+	f.mu.Unlock()
+	var out []Restore
+	for _, p := range procs {
+		for _, line := range strings.Split(p.stderr.String(), "\n") {
+			r, ok, err := ParseRestore(line)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				r.Instance, r.Incarnation = p.Instance, p.Incarnation
+				out = append(out, r)
+			}
+		}
+	}
+	return out, nil
 }
 
 // Logs returns the output of every process started so far, each under a

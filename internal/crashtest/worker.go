@@ -41,7 +41,22 @@ const (
 	EnvGuarantee = "ONCEFLOW_CRASH_GUARANTEE"
 	EnvInput     = "ONCEFLOW_CRASH_INPUT"
 	EnvOutput    = "ONCEFLOW_CRASH_OUTPUT"
+	EnvWorkload  = "ONCEFLOW_CRASH_WORKLOAD"  // "copy" (default) or "sums"
+	EnvStateDir  = "ONCEFLOW_CRASH_STATE_DIR" // the instance's state directory (sums)
 )
+
+// Workloads a worker runs.
+const (
+	WorkloadCopy = "copy"
+	WorkloadSums = "sums"
+)
+
+// SumsStore is the store of the sums workload.
+const SumsStore = "sums"
+
+// restorePrefix starts the line a sums worker prints to stderr for every
+// finished store restore; see ParseRestore.
+const restorePrefix = "crashtest: restore "
 
 // Headers of every output record.
 const (
@@ -165,12 +180,29 @@ func WorkerMain() int {
 	if err != nil {
 		return fail(2, err)
 	}
-	topo, err := Topology(os.Getenv(EnvInput), os.Getenv(EnvOutput), fmt.Sprintf("%s pid %d", instance, os.Getpid()))
+	var topo *topology.Topology
+	var extra []processor.Opt
+	switch w := os.Getenv(EnvWorkload); w {
+	case "", WorkloadCopy:
+		topo, err = Topology(os.Getenv(EnvInput), os.Getenv(EnvOutput), fmt.Sprintf("%s pid %d", instance, os.Getpid()))
+	case WorkloadSums:
+		if os.Getenv(EnvStateDir) == "" {
+			return fail(2, fmt.Errorf("%s is required by the sums workload", EnvStateDir))
+		}
+		topo, err = SumsTopology(os.Getenv(EnvInput), os.Getenv(EnvOutput))
+		extra = append(extra, processor.StateDir(os.Getenv(EnvStateDir)), processor.OnRestore(func(r processor.RestoreProgress) {
+			if r.Done {
+				fmt.Fprintf(os.Stderr, "%sstore=%s partition=%d from=%d to=%d records=%d\n", restorePrefix, r.Store, r.Partition, r.From, r.To, r.Records)
+			}
+		}))
+	default:
+		return fail(2, fmt.Errorf("%s=%q: want %s or %s", EnvWorkload, w, WorkloadCopy, WorkloadSums))
+	}
 	if err != nil {
 		return fail(2, fmt.Errorf("build topology: %w", err))
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	p, err := processor.New(topo,
+	p, err := processor.New(topo, append([]processor.Opt{
 		processor.Brokers(strings.Split(os.Getenv(EnvBrokers), ",")...),
 		processor.ApplicationID(os.Getenv(EnvApp)),
 		processor.InstanceID(instance),
@@ -179,7 +211,7 @@ func WorkerMain() int {
 		processor.CommitInterval(CommitInterval),
 		processor.TransactionTimeout(TransactionTimeout),
 		processor.Logger(log),
-	)
+	}, extra...)...)
 	if err != nil {
 		return fail(2, err)
 	}
