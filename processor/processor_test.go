@@ -431,3 +431,30 @@ func TestScaling(t *testing.T) {
 	}
 	checkExactlyOnce(t, seeds, out, all)
 }
+
+func TestBadInputSkip(t *testing.T) {
+	const n = 200
+	seeds := kafkatest.Brokers(t)
+	in := kafkatest.Topic(t, seeds, 1, nil)
+	out := kafkatest.Topic(t, seeds, 1, nil)
+	app := kafkatest.UniqueName(t, "app")
+	bad := badJSON(t, seeds, in, n)
+	r := start(t, jsonTopology(t, in, out), append(baseOpts(seeds, app, "i"), processor.OnError(processor.Skip))...)
+	waitCommitted(t, seeds, app, in, n, 60*time.Second)
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	good := kafkatest.ReadAll(t, seeds, out, kafkatest.ReadCommitted)
+	if len(good) != n-len(bad) {
+		t.Fatalf("output has %d records, want %d", len(good), n-len(bad))
+	}
+	for _, g := range good {
+		var id int
+		if _, err := fmt.Sscanf(string(g.Value), `{"id":%d`, &id); err != nil || bad[int64(id)] {
+			t.Fatalf("unexpected output %s", g.Value)
+		}
+	}
+	if st := r.p.Stats(); st.Skipped != int64(len(bad)) || st.DeadLettered != 0 {
+		t.Fatalf("stats %+v: want Skipped=%d", st, len(bad))
+	}
+}

@@ -1,12 +1,16 @@
 package processor_test
 
 import (
+	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/onceflow/onceflow/internal/kafkatest"
@@ -181,4 +185,54 @@ func TestStatefulSums(t *testing.T) {
 	if recs, _ := third.records(); recs < keys {
 		t.Fatalf("full restore replayed %d changelog records, want at least one per key (%d)", recs, keys)
 	}
+}
+
+func TestChangelogMismatch(t *testing.T) {
+	seeds := kafkatest.Brokers(t)
+	in := kafkatest.Topic(t, seeds, 2, nil)
+	out := kafkatest.Topic(t, seeds, 2, nil)
+	app := kafkatest.UniqueName(t, "app")
+	kafkatest.CreateTopic(t, seeds, app+"-sums-changelog", 3, nil)
+	t.Cleanup(func() {
+		_, _ = kadm.NewClient(kafkatest.Client(t, seeds)).DeleteTopics(context.Background(), app+"-sums-changelog")
+	})
+	p, err := processor.New(sumTopology(t, in, out), append(baseOpts(seeds, app, "i"), processor.StateDir(t.TempDir()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = p.Run(context.Background())
+	want := fmt.Sprintf(`%q has 3 partitions, store "sums" reads topics with 2`, app+"-sums-changelog")
+	if !errors.Is(err, processor.ErrChangelogMismatch) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Run: got %v, want ErrChangelogMismatch with %s", err, want)
+	}
+}
+
+// TestForeignStateDir points an instance at another application's state
+// directory: it must be wiped and restored in full, not crash.
+func TestForeignStateDir(t *testing.T) {
+	const parts, keys, n = 2, 100, 2_000
+	seeds := kafkatest.Brokers(t)
+	in := kafkatest.Topic(t, seeds, parts, nil)
+	out := kafkatest.Topic(t, seeds, parts, nil)
+	app := kafkatest.UniqueName(t, "app")
+	dir := t.TempDir()
+	other, err := state.OpenDB(dir, "some-other-app", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.KV("sums", 0).Put([]byte("k00000"), binary.BigEndian.AppendUint64(nil, 999)); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Close(); err != nil {
+		t.Fatal(err)
+	}
+	truth := map[string]int64{}
+	sumInput(t, seeds, in, parts, 0, n, keys, truth)
+	r := start(t, sumTopology(t, in, out), append(baseOpts(seeds, app, "i"), processor.StateDir(dir))...)
+	waitCommitted(t, seeds, app, in, n, 60*time.Second)
+	if err := r.stop(t); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	equalSums(t, "output", lastValues(t, seeds, out), truth)
+	equalSums(t, "store", storeSums(t, dir, app, parts), truth)
 }
