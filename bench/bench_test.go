@@ -1,0 +1,135 @@
+package main
+
+import (
+	"encoding/json"
+	"math"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPercentile(t *testing.T) {
+	sorted := make([]float64, 100)
+	for i := range sorted {
+		sorted[i] = float64(i + 1) // 1..100
+	}
+	for _, c := range []struct{ p, want float64 }{
+		{50, 50}, {99, 99}, {100, 100}, {1, 1}, {0.5, 1}, {99.5, 100},
+	} {
+		if got := percentile(sorted, c.p); got != c.want {
+			t.Errorf("percentile(1..100, %v) = %v, want %v", c.p, got, c.want)
+		}
+	}
+	if got := percentile([]float64{7}, 99); got != 7 {
+		t.Errorf("percentile of one value = %v, want 7", got)
+	}
+	if got := percentile(nil, 50); !math.IsNaN(got) {
+		t.Errorf("percentile of nothing = %v, want NaN", got)
+	}
+	p50, p99, maxv := latencySummary([]float64{5, 1, 4, 2, 3})
+	if p50 != 3 || p99 != 5 || maxv != 5 {
+		t.Errorf("latencySummary = %v %v %v, want 3 5 5", p50, p99, maxv)
+	}
+}
+
+func TestMedian(t *testing.T) {
+	if got := median([]float64{3, 1, 2}); got != 2 {
+		t.Errorf("median odd = %v", got)
+	}
+	if got := median([]float64{4, 1, 3, 2}); got != 2.5 {
+		t.Errorf("median even = %v", got)
+	}
+	if got := median([]float64{math.NaN(), 1}); got != 1 {
+		t.Errorf("median ignoring NaN = %v", got)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int{"100": 100, "100B": 100, "1KB": 1024, "1k": 1024, "2KiB": 2048} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	if _, err := parseSize("x"); err == nil {
+		t.Error("parseSize(x) succeeded")
+	}
+}
+
+func TestQuickConfigurations(t *testing.T) {
+	cfg, err := parseSuiteFlags([]string{"--quick", "--brokers", "b:9092"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := configurations(cfg)
+	if len(got) != 7 { // raw pipe + 2 workloads x 3 guarantees
+		t.Fatalf("quick run has %d configurations, want 7: %v", len(got), got)
+	}
+	if got[0].System != sysRawpipe || cfg.repeat != 1 || cfg.intervals[0] != 100*time.Millisecond {
+		t.Errorf("quick run: %v, repeat %d, intervals %v", got[0], cfg.repeat, cfg.intervals)
+	}
+	full, err := parseSuiteFlags([]string{"--brokers", "b:9092"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// per size: raw pipe + per workload and interval 3 onceflow + 2 Kafka Streams
+	if n := len(configurations(full)); n != 2*(1+2*3*5) {
+		t.Errorf("full run has %d configurations, want %d", n, 2*(1+2*3*5))
+	}
+}
+
+func fixedResults() []Result {
+	nan := num(math.NaN())
+	mk := func(sys, wl, g string, ms int64, rps, p99 float64) Result {
+		return Result{System: sys, Workload: wl, Guarantee: g, CommitIntervalMS: ms, ValueBytes: 100,
+			Records: 1000, RecordsPerSec: num(rps), MBPerSec: num(rps * 100 / 1e6), RecordsPerSecMin: num(rps), RecordsPerSecMax: num(rps),
+			P50MS: num(p99 / 2), P99MS: num(p99), MaxMS: num(p99), CPUS: 1, RSSMB: 100, Seconds: 1, StartupS: nan, Repeats: 1}
+	}
+	return []Result{
+		mk(sysRawpipe, wlCopy, gNone, 0, 400_000, 10),
+		mk(sysOnceflow, wlCopy, gAtLeastOnce, 100, 200_000, 20),
+		mk(sysOnceflow, wlCopy, gExactlyOnce, 100, 100_000, 150),
+		mk(sysKStreams, wlCopy, gExactlyOnce, 100, 80_000, 300),
+	}
+}
+
+func TestRatioTables(t *testing.T) {
+	md := renderMarkdown(reportMeta{Brokers: "b:9092", Partitions: 4, Keys: 100_000, Repeats: 1, LatencyPct: 50, LatencyDur: 10 * time.Second}, fixedResults())
+	for _, want := range []string{
+		// EOS/ALO: throughput halves, p99 7.5x.
+		"| onceflow | copy | 100ms | 100B | 100000 | 200000 | 0.50x | 150.0 | 20.0 | 7.50x |",
+		// onceflow/Kafka Streams: 1.25x throughput, 0.5x p99, same CPU and RSS.
+		"| copy | exactly-once | 100ms | 100B | 100000 | 80000 | 1.25x | 150.0 | 300.0 | 0.50x | 1.00x | 1.00x |",
+		// onceflow/raw pipe.
+		"| copy | at-least-once | 100ms | 100B | 200000 | 400000 | 0.50x |",
+		"| copy | exactly-once | 100ms | 100B | 100000 | 400000 | 0.25x |",
+		// Unknown figures print as "-".
+		"| rawpipe | copy | none | - | 100B | 1000 | 400000 (400000–400000) | 40.0 | - |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("results.md lacks\n%s\ngot:\n%s", want, md)
+		}
+	}
+	if strings.Count(md, "(no pair measured)") != 0 {
+		t.Errorf("a ratio table is empty:\n%s", md)
+	}
+}
+
+func TestResultJSON(t *testing.T) {
+	b, err := json.Marshal(fixedResults()[:1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	for _, want := range []string{`"system":"rawpipe"`, `"records_per_sec":400000`, `"startup_s":null`, `"records_per_sec_min":400000`, `"commit_interval_ms":0`} {
+		if !strings.Contains(s, want) {
+			t.Errorf("JSON lacks %s: %s", want, s)
+		}
+	}
+	var back []Result
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !math.IsNaN(float64(back[0].StartupS)) || back[0].RecordsPerSec != 400_000 {
+		t.Errorf("round trip: %+v", back[0])
+	}
+}

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// child is a system under test running as its own OS process, so that its
+// CPU time and peak RSS are its own. It prints READY on stdout once it runs;
+// SIGTERM stops it gracefully.
+type child struct {
+	name    string
+	cmd     *exec.Cmd
+	started time.Time
+	ready   chan struct{} // closed when the child printed READY
+	exited  chan struct{} // closed when the child exited; then exitErr is set
+	exitErr error
+	logf    *os.File
+}
+
+// startChild starts argv, logging its stdout and stderr to logPath.
+func startChild(name, logPath string, argv []string) (*child, error) {
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stderr = logf
+	cmd.SysProcAttr = childSysProcAttr()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	fmt.Fprintf(logf, "# %s\n", strings.Join(argv, " "))
+	c := &child{name: name, cmd: cmd, ready: make(chan struct{}), exited: make(chan struct{}), logf: logf}
+	c.started = time.Now()
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	go func() {
+		var once sync.Once
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			line := sc.Text()
+			if strings.TrimSpace(line) == "READY" {
+				once.Do(func() { close(c.ready) })
+			}
+			fmt.Fprintln(logf, line)
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+		c.exitErr = cmd.Wait()
+		if c.exitErr == nil {
+			c.exitErr = errors.New("exited with status 0")
+		}
+		close(c.exited)
+	}()
+	return c, nil
+}
+
+// waitReady waits for READY, the child's exit or the timeout.
+func (c *child) waitReady(timeout time.Duration) error {
+	select {
+	case <-c.ready:
+		return nil
+	case <-c.exited:
+		return fmt.Errorf("%s exited before READY: %w (see %s)", c.name, c.exitErr, c.logf.Name())
+	case <-time.After(timeout):
+		return fmt.Errorf("%s printed no READY within %v (see %s)", c.name, timeout, c.logf.Name())
+	}
+}
+
+// cpuSeconds returns the CPU time the running child used so far (user and
+// system), or a negative number if the platform cannot tell.
+func (c *child) cpuSeconds() float64 { return procCPUSeconds(c.cmd.Process.Pid) }
+
+// usage is what the child's rusage says once it exited.
+type usage struct {
+	cpuS   float64 // user + system seconds, the whole life of the process
+	rssMiB float64 // peak resident set size (VmHWM on Linux, else rusage)
+}
+
+// stop sends SIGTERM, waits up to grace for the exit (then kills), and
+// returns the child's resource usage. A non-zero exit after SIGTERM is
+// reported as an error, with the usage still filled in.
+func (c *child) stop(grace time.Duration) (usage, error) {
+	defer c.logf.Close()
+	var stopErr error
+	peak := procPeakRSSMiB(c.cmd.Process.Pid) // before it exits
+	select {
+	case <-c.exited:
+		stopErr = fmt.Errorf("%s had already exited: %w", c.name, c.exitErr)
+	default:
+		_ = c.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-c.exited:
+			var ee *exec.ExitError
+			if errors.As(c.exitErr, &ee) {
+				stopErr = fmt.Errorf("%s stopped badly: %w (see %s)", c.name, c.exitErr, c.logf.Name())
+			}
+		case <-time.After(grace):
+			_ = c.cmd.Process.Kill()
+			<-c.exited
+			stopErr = fmt.Errorf("%s did not stop within %v of SIGTERM; killed", c.name, grace)
+		}
+	}
+	st := c.cmd.ProcessState
+	if st == nil {
+		return usage{}, stopErr
+	}
+	u := usage{cpuS: (st.UserTime() + st.SystemTime()).Seconds(), rssMiB: peak}
+	if math.IsNaN(peak) {
+		u.rssMiB = peakRSSMiB(st)
+	}
+	return u, stopErr
+}
+
+// kill ends the child without ceremony (used on the error paths).
+func (c *child) kill() {
+	select {
+	case <-c.exited:
+	default:
+		_ = c.cmd.Process.Kill()
+		<-c.exited
+	}
+	c.logf.Close()
+}

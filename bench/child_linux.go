@@ -1,0 +1,70 @@
+package main
+
+import (
+	"math"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// childSysProcAttr kills the child if the suite dies.
+func childSysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}
+
+// clockTicks is USER_HZ, 100 on every Linux platform Go supports.
+const clockTicks = 100
+
+// procCPUSeconds reads utime+stime of pid from /proc/<pid>/stat.
+func procCPUSeconds(pid int) float64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return -1
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return -1
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return -1
+	}
+	ut, err1 := strconv.ParseFloat(f[11], 64)
+	st, err2 := strconv.ParseFloat(f[12], 64)
+	if err1 != nil || err2 != nil {
+		return -1
+	}
+	return (ut + st) / clockTicks
+}
+
+// peakRSSMiB is the exited child's Maxrss (KiB on Linux) in MiB.
+func peakRSSMiB(st *os.ProcessState) float64 {
+	if ru, ok := st.SysUsage().(*syscall.Rusage); ok {
+		return float64(ru.Maxrss) / 1024
+	}
+	return math.NaN()
+}
+
+// procPeakRSSMiB reads VmHWM (the peak resident set size) of the running
+// pid from /proc/<pid>/status. The rusage Maxrss of a child is no good on
+// Linux: exec records the parent's high-water mark at the time of the fork
+// (the child shared the parent's memory until then), so every child would
+// report at least the suite's own peak.
+func procPeakRSSMiB(pid int) float64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return math.NaN()
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+			if err != nil {
+				return math.NaN()
+			}
+			return kb / 1024
+		}
+	}
+	return math.NaN()
+}

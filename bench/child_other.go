@@ -1,0 +1,20 @@
+//go:build !linux
+
+package main
+
+import (
+	"math"
+	"os"
+	"syscall"
+)
+
+func childSysProcAttr() *syscall.SysProcAttr { return nil }
+
+// procCPUSeconds is unknown here: the suite falls back to the rusage total.
+func procCPUSeconds(int) float64 { return -1 }
+
+// peakRSSMiB is unknown here.
+func peakRSSMiB(*os.ProcessState) float64 { return math.NaN() }
+
+// procPeakRSSMiB is unknown here: the suite falls back to the rusage.
+func procPeakRSSMiB(int) float64 { return math.NaN() }

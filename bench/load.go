@@ -1,0 +1,225 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// keyOf returns the key of input record i: "w%06d" of a number spread
+// uniformly (a fixed 64-bit mix of i) over [0, keys).
+func keyOf(i uint64, keys int) []byte {
+	x := i + 0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	x ^= x >> 31
+	return fmt.Appendf(make([]byte, 0, 8), "w%06d", x%uint64(keys))
+}
+
+// valueSource hands out deterministic values of one size: value i is a
+// window of a fixed pattern starting at i%26. Values share memory and must
+// not be modified.
+type valueSource struct {
+	size    int
+	pattern []byte
+}
+
+func newValueSource(size int) *valueSource {
+	p := make([]byte, size+26)
+	for j := range p {
+		p[j] = 'a' + byte(j%26)
+	}
+	return &valueSource{size: size, pattern: p}
+}
+
+func (v *valueSource) value(i uint64) []byte {
+	o := int(i % 26)
+	return v.pattern[o : o+v.size : o+v.size]
+}
+
+// admin wraps the admin client the suite uses for topics and groups.
+type admin struct {
+	cl  *kgo.Client
+	adm *kadm.Client
+}
+
+func newAdmin(seeds []string) (*admin, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+	if err != nil {
+		return nil, fmt.Errorf("admin client: %w", err)
+	}
+	return &admin{cl: cl, adm: kadm.NewClient(cl)}, nil
+}
+
+func (a *admin) close() { a.cl.Close() }
+
+// createTopics creates each topic with the given partitions and the
+// broker's default replication factor.
+func (a *admin) createTopics(ctx context.Context, partitions int32, topics ...string) error {
+	resp, err := a.adm.CreateTopics(ctx, partitions, -1, nil, topics...)
+	if err != nil {
+		return fmt.Errorf("create topics %v: %w", topics, err)
+	}
+	for _, r := range resp.Sorted() {
+		if r.Err != nil {
+			return fmt.Errorf("create topic %s: %w", r.Topic, r.Err)
+		}
+	}
+	return nil
+}
+
+// cleanup deletes the given topics, every topic whose name starts with
+// prefix (internal topics such as changelogs), and the consumer group
+// group, if any. Missing ones are not errors.
+func (a *admin) cleanup(ctx context.Context, prefix, group string, topics ...string) error {
+	var errs []error
+	if prefix != "" {
+		listed, err := a.adm.ListTopics(ctx)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("list topics: %w", err))
+		}
+		for _, t := range listed.Names() {
+			if strings.HasPrefix(t, prefix) {
+				topics = append(topics, t)
+			}
+		}
+	}
+	if len(topics) > 0 {
+		resp, err := a.adm.DeleteTopics(ctx, topics...)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("delete topics: %w", err))
+		}
+		for _, r := range resp.Sorted() {
+			if r.Err != nil && !isUnknownTopic(r.Err) {
+				errs = append(errs, fmt.Errorf("delete topic %s: %w", r.Topic, r.Err))
+			}
+		}
+	}
+	if group != "" {
+		// A group that never existed (the raw pipe) or is still emptying is
+		// not worth failing the run over.
+		_, _ = a.adm.DeleteGroups(ctx, group)
+	}
+	return errors.Join(errs...)
+}
+
+func isUnknownTopic(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "UNKNOWN_TOPIC_OR_PARTITION")
+}
+
+// loadInput writes n records to topic as fast as the broker takes them:
+// keys keyOf(i), values of valueBytes, keyed partitioning (Kafka's murmur2,
+// as the Java client does), no compression. progress is called now and
+// then with the number of records acknowledged.
+func loadInput(ctx context.Context, seeds []string, topic string, n, keys, valueBytes int, progress func(done int64)) error {
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(seeds...),
+		kgo.DefaultProduceTopic(topic),
+		kgo.ProducerBatchCompression(kgo.NoCompression()),
+		kgo.ProducerLinger(5*time.Millisecond),
+		kgo.MaxBufferedRecords(100_000),
+	)
+	if err != nil {
+		return fmt.Errorf("load: client: %w", err)
+	}
+	defer cl.Close()
+	vals := newValueSource(valueBytes)
+	ts := time.Now()
+	var acked atomic.Int64
+	var failed atomic.Pointer[error]
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				progress(acked.Load())
+			}
+		}
+	}()
+	for i := range n {
+		if p := failed.Load(); p != nil {
+			return fmt.Errorf("load %s: %w", topic, *p)
+		}
+		r := &kgo.Record{Key: keyOf(uint64(i), keys), Value: vals.value(uint64(i)), Timestamp: ts}
+		cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
+			if err != nil {
+				failed.CompareAndSwap(nil, &err)
+				return
+			}
+			acked.Add(1)
+		})
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return fmt.Errorf("load %s: flush: %w", topic, err)
+	}
+	if p := failed.Load(); p != nil {
+		return fmt.Errorf("load %s: %w", topic, *p)
+	}
+	progress(acked.Load())
+	return nil
+}
+
+// pacedProduce writes records to topic at rate records per second for dur,
+// each stamped with the time it was handed to the client, keys and values
+// as loadInput makes them from index first on. It returns how many records
+// were acknowledged.
+func pacedProduce(ctx context.Context, seeds []string, topic string, rate float64, dur time.Duration, first, keys, valueBytes int) (int, error) {
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(seeds...),
+		kgo.DefaultProduceTopic(topic),
+		kgo.ProducerBatchCompression(kgo.NoCompression()),
+		kgo.ProducerLinger(0),
+	)
+	if err != nil {
+		return 0, fmt.Errorf("paced producer: %w", err)
+	}
+	defer cl.Close()
+	vals := newValueSource(valueBytes)
+	var acked atomic.Int64
+	var failed atomic.Pointer[error]
+	start := time.Now()
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	sent := 0
+	for {
+		el := time.Since(start)
+		if el >= dur {
+			break
+		}
+		want := int(rate * el.Seconds())
+		for ; sent < want; sent++ {
+			i := uint64(first + sent)
+			r := &kgo.Record{Key: keyOf(i, keys), Value: vals.value(i), Timestamp: time.Now()}
+			cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
+				if err != nil {
+					failed.CompareAndSwap(nil, &err)
+					return
+				}
+				acked.Add(1)
+			})
+		}
+		select {
+		case <-ctx.Done():
+			return int(acked.Load()), fmt.Errorf("paced producer: %w", ctx.Err())
+		case <-tick.C:
+		}
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return int(acked.Load()), fmt.Errorf("paced producer: flush: %w", err)
+	}
+	if p := failed.Load(); p != nil {
+		return int(acked.Load()), fmt.Errorf("paced producer: %w", *p)
+	}
+	return int(acked.Load()), nil
+}

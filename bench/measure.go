@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// resultReader reads the output topic read_committed from its start while
+// a system runs, and counts the results it sees. It notes when it saw the
+// first result and the target-th result (the end of the throughput phase),
+// and, once startLatency is called, the latency of every result stamped at
+// or after the mark: the time the reader saw it minus its timestamp (the
+// time the paced producer created the input record; every system keeps the
+// input record's timestamp).
+type resultReader struct {
+	cl     *kgo.Client
+	target int64
+	count  atomic.Int64
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu         sync.Mutex
+	start      time.Time
+	firstSeen  time.Time
+	targetSeen time.Time
+	mark       time.Time
+	latencies  []float64 // milliseconds
+	err        error
+}
+
+func startResultReader(seeds []string, topic string, target int64) (*resultReader, error) {
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(seeds...),
+		kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.FetchMaxWait(100*time.Millisecond),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("result reader: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	rr := &resultReader{cl: cl, target: target, cancel: cancel, done: make(chan struct{}), start: time.Now()}
+	go rr.loop(ctx)
+	return rr, nil
+}
+
+func (rr *resultReader) loop(ctx context.Context) {
+	defer close(rr.done)
+	for {
+		fs := rr.cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		now := time.Now()
+		var ferr error
+		fs.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				ferr = fmt.Errorf("result reader: fetch %s[%d]: %w", t, p, err)
+			}
+		})
+		rr.mu.Lock()
+		if ferr != nil && rr.err == nil {
+			rr.err = ferr
+		}
+		mark := rr.mark
+		fs.EachRecord(func(r *kgo.Record) {
+			c := rr.count.Add(1)
+			if c == 1 {
+				rr.firstSeen = now
+			}
+			if c == rr.target {
+				rr.targetSeen = now
+			}
+			if !mark.IsZero() && !r.Timestamp.Before(mark) {
+				rr.latencies = append(rr.latencies, float64(now.Sub(r.Timestamp))/float64(time.Millisecond))
+			}
+		})
+		rr.mu.Unlock()
+	}
+}
+
+// startLatency turns on latency sampling for records stamped at or after
+// mark.
+func (rr *resultReader) startLatency(mark time.Time) {
+	rr.mu.Lock()
+	rr.mark = mark
+	rr.mu.Unlock()
+}
+
+// snapshot returns the times of the first and target-th result (zero if
+// not seen yet) and the first fetch error.
+func (rr *resultReader) snapshot() (first, target time.Time, err error) {
+	rr.mu.Lock()
+	defer rr.mu.Unlock()
+	return rr.firstSeen, rr.targetSeen, rr.err
+}
+
+// latencySample returns a copy of the latencies recorded so far.
+func (rr *resultReader) latencySample() []float64 {
+	rr.mu.Lock()
+	defer rr.mu.Unlock()
+	return slices.Clone(rr.latencies)
+}
+
+func (rr *resultReader) close() {
+	rr.cancel()
+	<-rr.done
+	rr.cl.Close()
+}
+
+// waitFor waits until the reader counted want results. It calls progress
+// every interval, fails if the child exits, if nothing new arrives for
+// stall, or when ctx ends.
+func (rr *resultReader) waitFor(ctx context.Context, want int64, child *child, stall time.Duration, progress func(n int64)) error {
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	lastN, lastChange, lastReport := int64(-1), time.Now(), time.Now()
+	for {
+		n := rr.count.Load()
+		if n >= want {
+			progress(n)
+			return nil
+		}
+		if _, _, err := rr.snapshot(); err != nil {
+			return err
+		}
+		if n != lastN {
+			lastN, lastChange = n, time.Now()
+		} else if time.Since(lastChange) > stall {
+			return fmt.Errorf("no new results for %v (%d of %d seen)", stall, n, want)
+		}
+		if time.Since(lastReport) >= 2*time.Second {
+			progress(n)
+			lastReport = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for results (%d of %d seen): %w", n, want, ctx.Err())
+		case <-child.exited:
+			if rr.count.Load() >= want {
+				continue
+			}
+			return fmt.Errorf("%s exited early (%d of %d results seen): %w", child.name, rr.count.Load(), want, child.exitErr)
+		case <-tick.C:
+		}
+	}
+}
+
+// percentile returns the p-th percentile (0 < p <= 100) of sorted by the
+// nearest-rank method: the smallest value with at least p% of the values
+// at or below it. An empty sample gives NaN.
+func percentile(sorted []float64, p float64) float64 {
+	if len(sorted) == 0 {
+		return math.NaN()
+	}
+	rank := int(math.Ceil(p / 100 * float64(len(sorted))))
+	rank = min(max(rank, 1), len(sorted))
+	return sorted[rank-1]
+}
+
+// latencySummary sorts lat in place and returns p50, p99 and max.
+func latencySummary(lat []float64) (p50, p99, maxv float64) {
+	if len(lat) == 0 {
+		return math.NaN(), math.NaN(), math.NaN()
+	}
+	slices.Sort(lat)
+	return percentile(lat, 50), percentile(lat, 99), lat[len(lat)-1]
+}
+
+// median returns the median of xs (the mean of the middle two for an even
+// count), ignoring NaNs; NaN if none are left.
+func median(xs []float64) float64 {
+	var v []float64
+	for _, x := range xs {
+		if !math.IsNaN(x) {
+			v = append(v, x)
+		}
+	}
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	slices.Sort(v)
+	m := len(v) / 2
+	if len(v)%2 == 1 {
+		return v[m]
+	}
+	return (v[m-1] + v[m]) / 2
+}

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime/pprof"
+	"strings"
+	"time"
+
+	"github.com/onceflow/onceflow/processor"
+	"github.com/onceflow/onceflow/topology"
+)
+
+// processorCmd runs one onceflow processor instance until ctx is cancelled
+// (SIGTERM or SIGINT), then shuts it down gracefully. It prints READY on
+// stdout right before Run.
+func processorCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("bench processor", flag.ContinueOnError)
+	var (
+		workload, guarantee, brokers, input, output, appID, instanceID, stateDir, cpuprofile string
+		interval                                                                             time.Duration
+	)
+	fs.StringVar(&workload, "workload", wlCopy, "copy or wordcount")
+	fs.StringVar(&guarantee, "guarantee", gExactlyOnce, "exactly-once, at-least-once or at-most-once")
+	fs.DurationVar(&interval, "commit-interval", 100*time.Millisecond, "commit interval")
+	fs.StringVar(&brokers, "brokers", os.Getenv("KAFKA_BROKERS"), "seed brokers, comma-separated")
+	fs.StringVar(&input, "input", "", "input topic")
+	fs.StringVar(&output, "output", "", "output topic")
+	fs.StringVar(&appID, "app-id", "", "application id")
+	fs.StringVar(&instanceID, "instance-id", "bench-0", "instance id")
+	fs.StringVar(&stateDir, "state-dir", "", "state directory (default: the processor's)")
+	fs.StringVar(&cpuprofile, "cpuprofile", "", "") // hidden: write a CPU profile of the whole run
+	var logLevel slog.Level = slog.LevelWarn
+	fs.TextVar(&logLevel, "log-level", slog.LevelWarn, "") // hidden: the processor's log level
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: go run ./bench processor --workload W --guarantee G --commit-interval D --brokers B --input T --output T --app-id A [--instance-id I] [--state-dir S]")
+		fs.VisitAll(func(f *flag.Flag) {
+			if f.Usage != "" {
+				fmt.Fprintf(fs.Output(), "  --%s\t%s\n", f.Name, f.Usage)
+			}
+		})
+	}
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	g, err := processor.ParseGuarantee(guarantee)
+	if err != nil {
+		return err
+	}
+	if brokers == "" || input == "" || output == "" || appID == "" {
+		return errors.New("processor: --brokers, --input, --output and --app-id are required")
+	}
+	topo, err := benchTopology(workload, input, output)
+	if err != nil {
+		return err
+	}
+	opts := []processor.Opt{
+		processor.Brokers(strings.Split(brokers, ",")...),
+		processor.ApplicationID(appID),
+		processor.InstanceID(instanceID),
+		processor.WithGuarantee(g),
+		processor.CommitInterval(interval),
+		processor.Logger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}))),
+	}
+	if stateDir != "" {
+		opts = append(opts, processor.StateDir(stateDir))
+	}
+	p, err := processor.New(topo, opts...)
+	if err != nil {
+		return fmt.Errorf("processor: %w", err)
+	}
+	if cpuprofile != "" {
+		f, err := os.Create(cpuprofile)
+		if err != nil {
+			return fmt.Errorf("processor: cpu profile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return fmt.Errorf("processor: cpu profile: %w", err)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
+	}
+	fmt.Println("READY")
+	start := time.Now()
+	err = p.Run(ctx)
+	st := p.Stats()
+	fmt.Fprintf(os.Stderr, "processor: stopped after %s: processed=%d commits=%d aborts=%d err=%v\n",
+		time.Since(start).Round(time.Millisecond), st.Processed, st.Commits, st.Aborts, err)
+	if err != nil {
+		return fmt.Errorf("processor: run: %w", err)
+	}
+	return nil
+}
+
+// benchTopology builds the workload's topology. copy forwards every record
+// unchanged; wordcount counts records per key in the store "counts" and
+// emits (key, 8-byte big-endian count) for every input record.
+func benchTopology(workload, input, output string) (*topology.Topology, error) {
+	b := topology.NewBuilder()
+	switch workload {
+	case wlCopy:
+		topology.AddSource(b, "in", topology.BytesSerde(), topology.BytesSerde(), input)
+		topology.AddProcessor(b, "copy", func() topology.Processor[[]byte, []byte, []byte, []byte] {
+			return topology.ProcessFunc(func(ctx topology.Context[[]byte, []byte], r topology.Record[[]byte, []byte]) error {
+				return ctx.Forward(r)
+			})
+		}, "in")
+		topology.AddSink(b, "out", output, topology.BytesSerde(), topology.BytesSerde(), "copy")
+	case wlWordcount:
+		topology.AddSource(b, "in", topology.StringSerde(), topology.BytesSerde(), input)
+		topology.AddProcessor(b, "count", func() topology.Processor[string, []byte, string, int64] {
+			return topology.ProcessFunc(func(ctx topology.Context[string, int64], r topology.Record[string, []byte]) error {
+				counts, err := topology.KeyValueStoreOf[string, int64](ctx, "counts")
+				if err != nil {
+					return err
+				}
+				n, _, err := counts.Get(r.Key)
+				if err != nil {
+					return err
+				}
+				n++
+				if err := counts.Put(r.Key, n); err != nil {
+					return err
+				}
+				return ctx.Forward(topology.Record[string, int64]{Key: r.Key, Value: n, Timestamp: r.Timestamp, Headers: r.Headers})
+			})
+		}, "in")
+		topology.AddKeyValueStore(b, "counts", topology.StringSerde(), topology.Int64Serde(), "count")
+		topology.AddSink(b, "out", output, topology.StringSerde(), topology.Int64Serde(), "count")
+	default:
+		return nil, fmt.Errorf("processor: unknown workload %q (want copy or wordcount)", workload)
+	}
+	topo, err := b.Build()
+	if err != nil {
+		return nil, fmt.Errorf("processor: build topology: %w", err)
+	}
+	return topo, nil
+}

@@ -1,0 +1,268 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// num is a float that is null in JSON when unknown (NaN).
+type num float64
+
+func (n num) MarshalJSON() ([]byte, error) {
+	f := float64(n)
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return []byte("null"), nil
+	}
+	return json.Marshal(math.Round(f*1000) / 1000)
+}
+
+func (n *num) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*n = num(math.NaN())
+		return nil
+	}
+	var f float64
+	if err := json.Unmarshal(b, &f); err != nil {
+		return fmt.Errorf("number: %w", err)
+	}
+	*n = num(f)
+	return nil
+}
+
+// Result is one configuration's summary: the median over its repeats of
+// every figure, and the spread of the throughput.
+type Result struct {
+	Workload         string `json:"workload"`
+	System           string `json:"system"`
+	Guarantee        string `json:"guarantee"`
+	CommitIntervalMS int64  `json:"commit_interval_ms"`
+	ValueBytes       int    `json:"value_bytes"`
+	Records          int    `json:"records"`
+	Seconds          num    `json:"seconds"`
+	RecordsPerSec    num    `json:"records_per_sec"`
+	MBPerSec         num    `json:"mb_per_sec"`
+	P50MS            num    `json:"p50_ms"`
+	P99MS            num    `json:"p99_ms"`
+	MaxMS            num    `json:"max_ms"`
+	CPUS             num    `json:"cpu_s"`
+	RSSMB            num    `json:"rss_mb"`
+	Repeats          int    `json:"repeats"`
+	RecordsPerSecMin num    `json:"records_per_sec_min"`
+	RecordsPerSecMax num    `json:"records_per_sec_max"`
+	StartupS         num    `json:"startup_s"`
+	LatencyRate      num    `json:"latency_rate"`
+	LatencySamples   int    `json:"latency_samples"`
+	CPUTotalS        num    `json:"cpu_total_s"`
+}
+
+func (r Result) config() runConfig {
+	return runConfig{System: r.System, Workload: r.Workload, Guarantee: r.Guarantee, IntervalMS: r.CommitIntervalMS, ValueBytes: r.ValueBytes}
+}
+
+// summarize takes the median of each figure over the samples.
+func summarize(rc runConfig, n int, samples []sample) Result {
+	pick := func(f func(sample) float64) num {
+		xs := make([]float64, len(samples))
+		for i, s := range samples {
+			xs[i] = f(s)
+		}
+		return num(median(xs))
+	}
+	rps := make([]float64, len(samples))
+	lat := make([]float64, len(samples))
+	for i, s := range samples {
+		rps[i] = s.rps
+		lat[i] = float64(s.latencyN)
+	}
+	r := Result{
+		Workload: rc.Workload, System: rc.System, Guarantee: rc.Guarantee,
+		CommitIntervalMS: rc.IntervalMS, ValueBytes: rc.ValueBytes, Records: n,
+		Seconds:          pick(func(s sample) float64 { return s.seconds }),
+		RecordsPerSec:    num(median(rps)),
+		P50MS:            pick(func(s sample) float64 { return s.p50 }),
+		P99MS:            pick(func(s sample) float64 { return s.p99 }),
+		MaxMS:            pick(func(s sample) float64 { return s.max }),
+		CPUS:             pick(func(s sample) float64 { return s.cpu }),
+		RSSMB:            pick(func(s sample) float64 { return s.rss }),
+		Repeats:          len(samples),
+		RecordsPerSecMin: num(slices.Min(rps)),
+		RecordsPerSecMax: num(slices.Max(rps)),
+		StartupS:         pick(func(s sample) float64 { return s.startup }),
+		LatencyRate:      pick(func(s sample) float64 { return s.latencyRate }),
+		LatencySamples:   int(median(lat)),
+		CPUTotalS:        pick(func(s sample) float64 { return s.cpuTotal }),
+	}
+	r.MBPerSec = num(float64(r.RecordsPerSec) * float64(rc.ValueBytes) / 1e6)
+	return r
+}
+
+// reportMeta describes the run for the Markdown header.
+type reportMeta struct {
+	Date       string
+	Brokers    string
+	Partitions int
+	Keys       int
+	Repeats    int
+	LatencyPct float64
+	LatencyDur time.Duration
+	Quick      bool
+	Notes      []string
+}
+
+// writeReports writes results.json and results.md into dir.
+func writeReports(dir string, meta reportMeta, results []Result) error {
+	if results == nil {
+		results = []Result{}
+	}
+	b, err := json.MarshalIndent(results, "", "  ")
+	if err != nil {
+		return fmt.Errorf("results.json: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.json"), append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("results.json: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.md"), []byte(renderMarkdown(meta, results)), 0o644); err != nil {
+		return fmt.Errorf("results.md: %w", err)
+	}
+	return nil
+}
+
+// f formats a number with the given decimals, "-" if unknown.
+func f(v num, decimals int) string {
+	x := float64(v)
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return "-"
+	}
+	return fmt.Sprintf("%.*f", decimals, x)
+}
+
+// ratio formats a/b as 0.83x, "-" if either is unknown or b is zero.
+func ratio(a, b num) string {
+	x, y := float64(a), float64(b)
+	if math.IsNaN(x) || math.IsNaN(y) || y == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fx", x/y)
+}
+
+// find returns the result of the configuration, if measured.
+func find(results []Result, rc runConfig) (Result, bool) {
+	for _, r := range results {
+		if r.config() == rc {
+			return r, true
+		}
+	}
+	return Result{}, false
+}
+
+func renderMarkdown(meta reportMeta, results []Result) string {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	w("# onceflow benchmark results\n\n")
+	kind := "full"
+	if meta.Quick {
+		kind = "quick (--quick: small N, one repeat; indicative only)"
+	}
+	w("- run: %s, %s\n", meta.Date, kind)
+	w("- broker: %s; %d partitions per topic; %d distinct keys\n", meta.Brokers, meta.Partitions, meta.Keys)
+	w("- host: %s/%s, %d CPUs (the systems, the broker and the measuring process share them)\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU())
+	w("- each figure is the median of %d repeat(s); records/s shows min–max\n", meta.Repeats)
+	w("- latency: paced phase at %.0f%% of the configuration's measured throughput for %v; input timestamp to read_committed visibility\n\n", meta.LatencyPct, meta.LatencyDur)
+	for _, n := range meta.Notes {
+		w("> note: %s\n\n", n)
+	}
+
+	w("## All configurations\n\n")
+	w("| system | workload | guarantee | commit | value | records | records/s (min–max) | MB/s | startup s | p50 ms | p99 ms | max ms | CPU s | RSS MiB |\n")
+	w("|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, r := range results {
+		w("| %s | %s | %s | %s | %s | %d | %s (%s–%s) | %s | %s | %s | %s | %s | %s | %s |\n",
+			r.System, r.Workload, r.Guarantee, intervalLabel(r.CommitIntervalMS), sizeLabel(r.ValueBytes), r.Records,
+			f(r.RecordsPerSec, 0), f(r.RecordsPerSecMin, 0), f(r.RecordsPerSecMax, 0), f(r.MBPerSec, 1), f(r.StartupS, 1),
+			f(r.P50MS, 1), f(r.P99MS, 1), f(r.MaxMS, 1), f(r.CPUS, 1), f(r.RSSMB, 0))
+	}
+
+	w("\n## Exactly-once / at-least-once\n\n")
+	w("What exactly-once costs against at-least-once, same system, workload, interval and size (throughput below 1x and latency above 1x are the cost).\n\n")
+	w("| system | workload | commit | value | EOS records/s | ALO records/s | EOS/ALO records/s | EOS p99 ms | ALO p99 ms | EOS/ALO p99 |\n")
+	w("|---|---|---|---|---:|---:|---:|---:|---:|---:|\n")
+	rows := 0
+	for _, e := range results {
+		if e.Guarantee != gExactlyOnce {
+			continue
+		}
+		rc := e.config()
+		rc.Guarantee = gAtLeastOnce
+		a, ok := find(results, rc)
+		if !ok {
+			continue
+		}
+		rows++
+		w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", e.System, e.Workload, intervalLabel(e.CommitIntervalMS), sizeLabel(e.ValueBytes),
+			f(e.RecordsPerSec, 0), f(a.RecordsPerSec, 0), ratio(e.RecordsPerSec, a.RecordsPerSec), f(e.P99MS, 1), f(a.P99MS, 1), ratio(e.P99MS, a.P99MS))
+	}
+	if rows == 0 {
+		w("(no pair measured)\n")
+	}
+
+	w("\n## onceflow / Kafka Streams\n\n")
+	w("| workload | guarantee | commit | value | onceflow records/s | Kafka Streams records/s | records/s ratio | onceflow p99 ms | Kafka Streams p99 ms | p99 ratio | CPU s ratio | RSS ratio |\n")
+	w("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	rows = 0
+	for _, o := range results {
+		if o.System != sysOnceflow {
+			continue
+		}
+		rc := o.config()
+		rc.System = sysKStreams
+		k, ok := find(results, rc)
+		if !ok {
+			continue
+		}
+		rows++
+		w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", o.Workload, o.Guarantee, intervalLabel(o.CommitIntervalMS), sizeLabel(o.ValueBytes),
+			f(o.RecordsPerSec, 0), f(k.RecordsPerSec, 0), ratio(o.RecordsPerSec, k.RecordsPerSec), f(o.P99MS, 1), f(k.P99MS, 1), ratio(o.P99MS, k.P99MS),
+			ratio(perRecord(o), perRecord(k)), ratio(o.RSSMB, k.RSSMB))
+	}
+	if rows == 0 {
+		w("(no pair measured)\n")
+	}
+	w("\nCPU s ratio compares CPU seconds per input record of the throughput phase.\n")
+
+	w("\n## onceflow / raw pipe\n\n")
+	w("The raw pipe (franz-go consume and produce, no group, commits or processing) is the limit of this broker and host for records of that size.\n\n")
+	w("| workload | guarantee | commit | value | onceflow records/s | raw pipe records/s | of the limit |\n")
+	w("|---|---|---|---|---:|---:|---:|\n")
+	rows = 0
+	for _, o := range results {
+		if o.System != sysOnceflow {
+			continue
+		}
+		p, ok := find(results, runConfig{System: sysRawpipe, Workload: wlCopy, Guarantee: gNone, ValueBytes: o.ValueBytes})
+		if !ok {
+			continue
+		}
+		rows++
+		w("| %s | %s | %s | %s | %s | %s | %s |\n", o.Workload, o.Guarantee, intervalLabel(o.CommitIntervalMS), sizeLabel(o.ValueBytes),
+			f(o.RecordsPerSec, 0), f(p.RecordsPerSec, 0), ratio(o.RecordsPerSec, p.RecordsPerSec))
+	}
+	if rows == 0 {
+		w("(no pair measured)\n")
+	}
+	return b.String()
+}
+
+// perRecord is CPU seconds per input record of the throughput phase.
+func perRecord(r Result) num {
+	if r.Records == 0 {
+		return num(math.NaN())
+	}
+	return num(float64(r.CPUS) / float64(r.Records))
+}

@@ -1,0 +1,374 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// runConfig is one configuration: what runs, under which guarantee and
+// commit interval, on records of which size.
+type runConfig struct {
+	System     string
+	Workload   string
+	Guarantee  string
+	IntervalMS int64
+	ValueBytes int
+}
+
+func (rc runConfig) String() string {
+	if rc.System == sysRawpipe {
+		return fmt.Sprintf("rawpipe %s", sizeLabel(rc.ValueBytes))
+	}
+	return fmt.Sprintf("%s %s %s %s %s", rc.System, rc.Workload, rc.Guarantee, intervalLabel(rc.IntervalMS), sizeLabel(rc.ValueBytes))
+}
+
+// slug is the configuration in topic-name characters.
+func (rc runConfig) slug() string {
+	short := map[string]string{gExactlyOnce: "eos", gAtLeastOnce: "alo", gAtMostOnce: "amo", gNone: "raw"}
+	return fmt.Sprintf("%s-%s-%s-%dms-%s", rc.System, rc.Workload, short[rc.Guarantee], rc.IntervalMS, sizeLabel(rc.ValueBytes))
+}
+
+// rateKeys name, most specific first, the groups of configurations whose
+// throughput is alike, for sizing N from what was measured already.
+func (rc runConfig) rateKeys() []string {
+	k := fmt.Sprintf("%s/%s/%d", rc.System, rc.Workload, rc.ValueBytes)
+	return []string{fmt.Sprintf("%s/%s/%d", k, rc.Guarantee, rc.IntervalMS), k + "/" + rc.Guarantee, k}
+}
+
+// configurations lists what the flags select: per value size the raw pipe
+// first, then per workload and interval every guarantee of onceflow and
+// Kafka Streams (which has no at-most-once).
+func configurations(c *suiteConfig) []runConfig {
+	var out []runConfig
+	for _, vb := range c.valueBytes {
+		if slices.Contains(c.systems, sysRawpipe) {
+			out = append(out, runConfig{System: sysRawpipe, Workload: wlCopy, Guarantee: gNone, ValueBytes: vb})
+		}
+		for _, wl := range c.workloads {
+			for _, iv := range c.intervals {
+				for _, g := range c.guarantees {
+					for _, sys := range []string{sysOnceflow, sysKStreams} {
+						if !slices.Contains(c.systems, sys) {
+							continue
+						}
+						if _, ok := kstreamsGuarantee(g); sys == sysKStreams && !ok {
+							continue
+						}
+						out = append(out, runConfig{System: sys, Workload: wl, Guarantee: g, IntervalMS: iv.Milliseconds(), ValueBytes: vb})
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// guessRate is the records/s assumed for sizing N before a configuration
+// of the same system, workload and value size has been measured.
+func guessRate(rc runConfig) float64 {
+	r := map[string]float64{sysRawpipe: 800_000, sysOnceflow: 200_000, sysKStreams: 100_000}[rc.System]
+	if rc.Guarantee == gExactlyOnce {
+		r /= 2
+	}
+	if rc.Workload == wlWordcount {
+		r /= 2
+	}
+	if rc.ValueBytes >= 1024 {
+		r /= 3
+	}
+	return r
+}
+
+// suite is the state of one run of the suite.
+type suite struct {
+	cfg     *suiteConfig
+	root    string
+	seeds   []string
+	brokers string
+	binary  string // the bench binary the children run
+	jar     string // the Kafka Streams jar, "" if skipped
+	runID   string
+	logDir  string
+	tmpDir  string
+	adm     *admin
+	notes   []string
+	rates   map[string]float64 // measured records/s by rateKey
+	results []Result
+	started time.Time
+	seq     int
+}
+
+func runSuite(ctx context.Context, cfg *suiteConfig) (err error) {
+	s := &suite{cfg: cfg, rates: map[string]float64{}, started: time.Now()}
+	if s.root, err = repoRoot(); err != nil {
+		return err
+	}
+	if !filepath.IsAbs(cfg.out) {
+		cfg.out = filepath.Join(s.root, cfg.out)
+	}
+	s.logDir = filepath.Join(cfg.out, "logs")
+	if err := os.MkdirAll(s.logDir, 0o755); err != nil {
+		return fmt.Errorf("output directory: %w", err)
+	}
+	if s.tmpDir, err = os.MkdirTemp("", "onceflow-bench-"); err != nil {
+		return fmt.Errorf("temp directory: %w", err)
+	}
+	defer os.RemoveAll(s.tmpDir)
+	var id [3]byte
+	_, _ = rand.Read(id[:])
+	s.runID = hex.EncodeToString(id[:])
+
+	s.brokers = cfg.brokers
+	if s.brokers == "" {
+		lb, brokers, err := startLocalBroker(ctx, s.root)
+		if err != nil {
+			return err
+		}
+		defer lb.stop()
+		s.brokers = brokers
+	}
+	s.seeds = strings.Split(s.brokers, ",")
+	if s.adm, err = newAdmin(s.seeds); err != nil {
+		return err
+	}
+	defer s.adm.close()
+
+	s.binary = filepath.Join(s.tmpDir, "bench")
+	s.logf("building the bench binary (go build -o %s ./bench)", s.binary)
+	build := exec.CommandContext(ctx, "go", "build", "-o", s.binary, "./bench")
+	build.Dir = s.root
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build ./bench: %w\n%s", err, out)
+	}
+	if slices.Contains(cfg.systems, sysKStreams) {
+		var note string
+		if s.jar, note = buildKStreams(ctx, s.root, s.logDir); note != "" {
+			s.logf("NOTE: %s", note)
+			s.notes = append(s.notes, note)
+		}
+	}
+	if slices.Contains(cfg.systems, sysKStreams) && slices.Contains(cfg.guarantees, gAtMostOnce) {
+		s.notes = append(s.notes, "Kafka Streams has no at-most-once guarantee; it runs exactly_once_v2 and at_least_once only.")
+	}
+
+	configs := configurations(cfg)
+	if s.jar == "" {
+		configs = slices.DeleteFunc(configs, func(rc runConfig) bool { return rc.System == sysKStreams })
+	}
+	if len(configs) == 0 {
+		return errors.New("the flags select no configuration")
+	}
+	s.logf("brokers %s; %d configurations x %d repeats; results in %s", s.brokers, len(configs), cfg.repeat, cfg.out)
+	for i, rc := range configs {
+		if ctx.Err() != nil {
+			break
+		}
+		s.runConfiguration(ctx, i+1, len(configs), rc)
+		if err := writeReports(cfg.out, s.meta(), s.results); err != nil {
+			return err
+		}
+	}
+	if err := writeCharts(cfg.out, s.results); err != nil {
+		return err
+	}
+	s.logf("done in %s: %s/results.json, results.md and charts", time.Since(s.started).Round(time.Second), cfg.out)
+	if ctx.Err() != nil {
+		return fmt.Errorf("interrupted: %w", ctx.Err())
+	}
+	return nil
+}
+
+func (s *suite) logf(format string, args ...any) {
+	el := time.Since(s.started).Round(time.Second)
+	fmt.Fprintf(os.Stderr, "bench %7s  %s\n", el, fmt.Sprintf(format, args...))
+}
+
+func (s *suite) meta() reportMeta {
+	return reportMeta{
+		Date:       s.started.Format(time.RFC3339),
+		Brokers:    s.brokers,
+		Partitions: s.cfg.partitions,
+		Keys:       s.cfg.keys,
+		Repeats:    s.cfg.repeat,
+		LatencyPct: s.cfg.latencyFrac * 100,
+		LatencyDur: s.cfg.latencyDur,
+		Quick:      s.cfg.quick,
+		Notes:      s.notes,
+	}
+}
+
+// records returns N for a configuration: the --records override, or the
+// target duration times the rate measured (or guessed) for its kind.
+func (s *suite) records(rc runConfig) int {
+	if s.cfg.records > 0 {
+		return s.cfg.records
+	}
+	rate := guessRate(rc)
+	for _, k := range rc.rateKeys() {
+		if r, ok := s.rates[k]; ok {
+			rate = r
+			break
+		}
+	}
+	n := int(rate*s.cfg.targetSecs/10_000+0.5) * 10_000
+	return max(n, 20_000)
+}
+
+// runConfiguration runs every repeat of rc and appends the summary.
+func (s *suite) runConfiguration(ctx context.Context, i, total int, rc runConfig) {
+	n := s.records(rc)
+	var samples []sample
+	for rep := 1; rep <= s.cfg.repeat && ctx.Err() == nil; rep++ {
+		tag := fmt.Sprintf("[%d/%d] %s (repeat %d/%d, N=%d)", i, total, rc, rep, s.cfg.repeat, n)
+		s.logf("%s: start", tag)
+		sm, err := s.runOnce(ctx, rc, n, tag)
+		if err != nil {
+			s.logf("%s: FAILED: %v", tag, err)
+			s.notes = append(s.notes, fmt.Sprintf("%s, repeat %d failed: %v", rc, rep, err))
+			continue
+		}
+		s.logf("%s: %.0f records/s over %.1fs (startup %.1fs); latency p50 %.1f p99 %.1f max %.1f ms at %.0f/s; cpu %.1fs, rss %.0f MiB",
+			tag, sm.rps, sm.seconds, sm.startup, sm.p50, sm.p99, sm.max, sm.latencyRate, sm.cpu, sm.rss)
+		samples = append(samples, sm)
+	}
+	if len(samples) == 0 {
+		return
+	}
+	res := summarize(rc, n, samples)
+	s.results = append(s.results, res)
+	if s.cfg.records == 0 {
+		for _, k := range rc.rateKeys() {
+			s.rates[k] = float64(res.RecordsPerSec)
+		}
+		if sec := float64(res.Seconds); sec < s.cfg.targetSecs/2 || sec > s.cfg.targetSecs*2 {
+			s.logf("note: the throughput phase took %.1fs (target %.0fs); later configurations like it are resized", sec, s.cfg.targetSecs)
+		}
+	}
+}
+
+// sample is what one repeat measured.
+type sample struct {
+	seconds, rps, startup      float64
+	p50, p99, max, latencyRate float64
+	latencyN                   int
+	cpu, cpuTotal, rss         float64
+}
+
+// runOnce runs one repeat: fresh topics, pre-loaded input, the system as a
+// child process measured until a read_committed reader saw all N results,
+// then the paced latency phase; then everything it made is deleted.
+func (s *suite) runOnce(ctx context.Context, rc runConfig, n int, tag string) (sm sample, err error) {
+	s.seq++
+	base := fmt.Sprintf("bench-%s-%03d-%s", s.runID, s.seq, rc.slug())
+	in, out, app := base+"-in", base+"-out", base+"-app"
+	stateDir := filepath.Join(s.tmpDir, base+"-state")
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		if cerr := s.adm.cleanup(cctx, app+"-", app, in, out); cerr != nil {
+			s.logf("%s: cleanup: %v", tag, cerr)
+		}
+		_ = os.RemoveAll(stateDir)
+	}()
+	if err := s.adm.createTopics(ctx, int32(s.cfg.partitions), in, out); err != nil {
+		return sm, err
+	}
+	loadStart := time.Now()
+	if err := loadInput(ctx, s.seeds, in, n, s.cfg.keys, rc.ValueBytes, func(done int64) {
+		s.logf("%s: loading input %d/%d", tag, done, n)
+	}); err != nil {
+		return sm, err
+	}
+	s.logf("%s: loaded %d records in %.1fs", tag, n, time.Since(loadStart).Seconds())
+
+	rr, err := startResultReader(s.seeds, out, int64(n))
+	if err != nil {
+		return sm, err
+	}
+	defer rr.close()
+
+	var argv []string
+	switch rc.System {
+	case sysOnceflow:
+		argv = []string{s.binary, "processor", "--workload", rc.Workload, "--guarantee", rc.Guarantee,
+			"--commit-interval", (time.Duration(rc.IntervalMS) * time.Millisecond).String(),
+			"--brokers", s.brokers, "--input", in, "--output", out, "--app-id", app,
+			"--instance-id", "bench-0", "--state-dir", stateDir}
+		// Debugging aids, off by default: a CPU profile of the processor
+		// and its log level (debug, info, warn).
+		if os.Getenv("BENCH_CPUPROFILE") != "" {
+			argv = append(argv, "--cpuprofile", filepath.Join(s.logDir, base+".cpu.pprof"))
+		}
+		if lvl := os.Getenv("BENCH_PROCESSOR_LOG"); lvl != "" {
+			argv = append(argv, "--log-level", lvl)
+		}
+	case sysRawpipe:
+		argv = []string{s.binary, "rawpipe", "--brokers", s.brokers, "--input", in, "--output", out}
+	case sysKStreams:
+		argv = kstreamsArgv(s.jar, s.brokers, rc, in, out, app, stateDir)
+	}
+	ch, err := startChild(rc.System, filepath.Join(s.logDir, base+".log"), argv)
+	if err != nil {
+		return sm, err
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			ch.kill()
+		}
+	}()
+	t0 := ch.started
+	if err := rr.waitFor(ctx, int64(n), ch, 90*time.Second, func(c int64) {
+		s.logf("%s: %d/%d results seen (%.0f/s since start)", tag, c, n, float64(c)/time.Since(t0).Seconds())
+	}); err != nil {
+		return sm, err
+	}
+	first, last, _ := rr.snapshot()
+	sm.cpu = ch.cpuSeconds()
+	sm.seconds = last.Sub(t0).Seconds()
+	sm.rps = float64(n) / sm.seconds
+	sm.startup = first.Sub(t0).Seconds()
+
+	// The latency phase: a paced producer at a fraction of the measured
+	// maximum, the reader timing every result stamped after the mark.
+	sm.latencyRate = s.cfg.latencyFrac * sm.rps
+	mark := time.Now()
+	rr.startLatency(mark)
+	s.logf("%s: latency phase: %.0f records/s for %v", tag, sm.latencyRate, s.cfg.latencyDur)
+	m, err := pacedProduce(ctx, s.seeds, in, sm.latencyRate, s.cfg.latencyDur, n, s.cfg.keys, rc.ValueBytes)
+	if err != nil {
+		return sm, err
+	}
+	if err := rr.waitFor(ctx, int64(n+m), ch, 60*time.Second, func(c int64) {
+		s.logf("%s: latency phase %d/%d results", tag, c-int64(n), m)
+	}); err != nil {
+		return sm, err
+	}
+	lat := rr.latencySample()
+	sm.latencyN = len(lat)
+	sm.p50, sm.p99, sm.max = latencySummary(lat)
+
+	u, stopErr := ch.stop(45 * time.Second)
+	stopped = true
+	sm.cpuTotal, sm.rss = u.cpuS, u.rssMiB
+	if sm.cpu < 0 {
+		sm.cpu = u.cpuS
+	}
+	if stopErr != nil {
+		return sm, stopErr
+	}
+	if math.IsNaN(sm.p50) {
+		return sm, errors.New("the latency phase produced no samples")
+	}
+	return sm, nil
+}
