@@ -21,6 +21,8 @@ func run(args []string) int {
 		err = processorCmd(ctx, args[1:])
 	case len(args) > 0 && args[0] == "rawpipe":
 		err = rawpipeCmd(ctx, args[1:])
+	case len(args) > 0 && args[0] == "state":
+		err = stateCmd(ctx, args[1:])
 	default:
 		var cfg *suiteConfig
 		cfg, err = parseSuiteFlags(args)

@@ -196,6 +196,26 @@ func (w *worker) resetTasks() {
 	w.discardStores()
 }
 
+// closeClient closes the worker's client, waiting at most the session
+// timeout. Leaving the group waits for the group's management loop, which a
+// rebalance in progress can hold for the whole rebalance timeout; by the
+// time the session timeout passed, the client's offsets and transaction
+// are settled, so the rest of the leave finishes in the background.
+func (w *worker) closeClient(closeFn func()) {
+	done := make(chan struct{})
+	go func() {
+		closeFn()
+		close(done)
+	}()
+	t := time.NewTimer(w.p.cfg.sessionTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		w.log.Warn("closing the client waits for a rebalance in progress; it finishes in the background")
+	}
+}
+
 func (w *worker) closeAll() {
 	for id := range w.tasks {
 		w.closeTask(id)

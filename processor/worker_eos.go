@@ -63,7 +63,7 @@ func (w *worker) runExactlyOnce(ctx context.Context) error {
 	w.txn = &txnState{sess: sess}
 	defer func() {
 		w.closeAll()
-		sess.Close()
+		w.closeClient(sess.Close)
 	}()
 
 	for {
@@ -124,7 +124,11 @@ func (w *worker) runExactlyOnce(ctx context.Context) error {
 // transaction. After an abort every task is reset and the consumer resumes
 // from the committed offsets.
 func (w *worker) endTxn(want kgo.TransactionEndTry) error {
-	ctx, cancel := context.WithTimeout(context.Background(), w.endTimeout())
+	return w.endTxnWithin(want, w.endTimeout())
+}
+
+func (w *worker) endTxnWithin(want kgo.TransactionEndTry, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	if want == kgo.TryCommit {
 		if err := w.produceChangelogs(); err != nil {
@@ -186,12 +190,23 @@ func (w *worker) abortQuietly() {
 	w.resetTasks()
 }
 
+// shutdownExactlyOnce commits the open transaction, giving it at most the
+// transaction timeout: a commit that must wait out a rebalance is not worth
+// holding up a shutdown for. If it does not finish in time, the broker
+// aborts the transaction when it times out (or when this instance's next
+// incarnation fences it), and the work is redone from the committed
+// offsets.
 func (w *worker) shutdownExactlyOnce() error {
 	if !w.txn.open {
 		return nil
 	}
 	w.log.Info("shutting down: committing the open transaction")
-	return w.endTxn(kgo.TryCommit)
+	err := w.endTxnWithin(kgo.TryCommit, w.p.cfg.transactionTimeout)
+	if errors.Is(err, context.DeadlineExceeded) && !IsFenced(err) {
+		w.log.Warn("shutting down: the open transaction did not commit in time; the broker will abort it", "err", err)
+		return nil
+	}
+	return err
 }
 
 // fenceOr turns a fencing error into one wrapping ErrFenced.

@@ -21,7 +21,7 @@ func (w *worker) runPlain(ctx context.Context) error {
 	w.cl = cl
 	defer func() {
 		w.closeAll()
-		cl.CloseAllowingRebalance()
+		w.closeClient(cl.CloseAllowingRebalance)
 	}()
 	atMostOnce := c.guarantee == AtMostOnce
 	batchStart, pending := time.Now(), 0
