@@ -101,38 +101,16 @@ func runStateCrash(t *testing.T, g processor.Guarantee) *stateRun {
 	produced := make(chan error, 1)
 	go func() { produced <- stateProduceSpread(ctx, producer, r.in) }()
 
-	inputDone := false
-	for !inputDone || r.kills < crashMinKills {
-		wait := time.NewTimer(crashKillMin + time.Duration(rng.Int64N(int64(crashKillMax-crashKillMin))))
-		select {
-		case <-wait.C:
-		case err := <-produced:
-			wait.Stop()
-			if err != nil {
-				t.Fatalf("produce input: %v", err)
-			}
-			inputDone = true
-			continue
-		case <-r.fleet.Failed():
-			wait.Stop()
-			t.Fatal(r.fleet.Err())
+	r.kills = crashKillLoop(t, r.fleet, rng, produced, start, func(kill int, victim string) {
+		if kill != stateWipeAt {
+			return
 		}
-		victim := crashInstances[rng.IntN(len(crashInstances))]
-		if err := r.fleet.Kill(victim); err != nil {
+		if err := os.RemoveAll(r.fleet.StateDir(victim)); err != nil {
 			t.Fatal(err)
 		}
-		r.kills++
-		if r.kills == stateWipeAt {
-			if err := os.RemoveAll(r.fleet.StateDir(victim)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		p := r.fleet.Start(victim)
-		if r.kills == stateWipeAt {
-			r.wiped, r.wipedInc = victim, p.Incarnation
-		}
-		t.Logf("kill %d at %v: instance %s, restarted as incarnation %d", r.kills, time.Since(start).Round(time.Millisecond), victim, p.Incarnation)
-	}
+		// The next incarnation is the first after the deletion.
+		r.wiped, r.wipedInc = victim, r.fleet.Incarnations(victim)+1
+	})
 	adm := kadm.NewClient(kafkatest.Client(t, seeds))
 	if err := crashWaitCommitted(ctx, adm, r.app, r.in, r.fleet); err != nil {
 		t.Fatal(err)

@@ -156,34 +156,7 @@ func runCrash(t *testing.T, g processor.Guarantee) *crashRun {
 	produced := make(chan error, 1)
 	go func() { produced <- crashProduceSpread(ctx, producer, r.in) }()
 
-	// Kill at random moments until the input is in and at least
-	// crashMinKills kills happened; each killed instance restarts at once
-	// under the same instance id.
-	inputDone := false
-	for !inputDone || r.kills < crashMinKills {
-		wait := time.NewTimer(crashKillMin + time.Duration(rng.Int64N(int64(crashKillMax-crashKillMin))))
-		select {
-		case <-wait.C:
-		case err := <-produced:
-			wait.Stop()
-			if err != nil {
-				t.Fatalf("produce input: %v", err)
-			}
-			inputDone = true
-			t.Logf("input produced after %v, %d kills so far", time.Since(start).Round(time.Millisecond), r.kills)
-			continue
-		case <-fleet.Failed():
-			wait.Stop()
-			t.Fatal(fleet.Err())
-		}
-		victim := crashInstances[rng.IntN(len(crashInstances))]
-		if err := fleet.Kill(victim); err != nil {
-			t.Fatal(err)
-		}
-		p := fleet.Start(victim)
-		r.kills++
-		t.Logf("kill %d at %v: instance %s, restarted as incarnation %d", r.kills, time.Since(start).Round(time.Millisecond), victim, p.Incarnation)
-	}
+	r.kills = crashKillLoop(t, fleet, rng, produced, start, nil)
 	t.Logf("%d kills done after %v", r.kills, time.Since(start).Round(time.Millisecond))
 
 	// Done means: the group's committed offsets reached the input's end on
@@ -215,6 +188,46 @@ func runCrash(t *testing.T, g processor.Guarantee) *crashRun {
 		}
 	}
 	return r
+}
+
+// crashKillLoop SIGKILLs a random instance at random moments until the
+// input is in (produced delivers the producer's result) and at least
+// crashMinKills kills happened; each killed instance restarts at once under
+// the same instance id. beforeRestart, if not nil, runs between a kill and
+// the restart with the kill's number and victim. It returns the number of
+// kills.
+func crashKillLoop(t *testing.T, fleet *crashtest.Fleet, rng *rand.Rand, produced <-chan error, start time.Time,
+	beforeRestart func(kill int, victim string)) int {
+	t.Helper()
+	kills, inputDone := 0, false
+	for !inputDone || kills < crashMinKills {
+		wait := time.NewTimer(crashKillMin + time.Duration(rng.Int64N(int64(crashKillMax-crashKillMin))))
+		select {
+		case <-wait.C:
+		case err := <-produced:
+			wait.Stop()
+			if err != nil {
+				t.Fatalf("produce input: %v", err)
+			}
+			inputDone = true
+			t.Logf("input produced after %v, %d kills so far", time.Since(start).Round(time.Millisecond), kills)
+			continue
+		case <-fleet.Failed():
+			wait.Stop()
+			t.Fatal(fleet.Err())
+		}
+		victim := crashInstances[rng.IntN(len(crashInstances))]
+		if err := fleet.Kill(victim); err != nil {
+			t.Fatal(err)
+		}
+		kills++
+		if beforeRestart != nil {
+			beforeRestart(kills, victim)
+		}
+		p := fleet.Start(victim)
+		t.Logf("kill %d at %v: instance %s, restarted as incarnation %d", kills, time.Since(start).Round(time.Millisecond), victim, p.Incarnation)
+	}
+	return kills
 }
 
 // crashProduceSpread produces the crashRecords input records in chunks, spread

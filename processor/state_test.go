@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/onceflow/onceflow/internal/crashtest"
 	"github.com/onceflow/onceflow/internal/kafkatest"
 	"github.com/onceflow/onceflow/processor"
 	"github.com/onceflow/onceflow/state"
@@ -20,31 +21,10 @@ import (
 )
 
 // sumTopology keeps a running sum per key in the store "sums" and emits
-// the new sum for every input record.
+// the new sum for every input record (the crash tests' sums workload).
 func sumTopology(t *testing.T, in, out string) *topology.Topology {
 	t.Helper()
-	b := topology.NewBuilder()
-	topology.AddSource(b, "in", topology.StringSerde(), topology.Int64Serde(), in)
-	topology.AddProcessor(b, "sum", func() topology.Processor[string, int64, string, int64] {
-		return topology.ProcessFunc(func(ctx topology.Context[string, int64], r topology.Record[string, int64]) error {
-			sums, err := topology.KeyValueStoreOf[string, int64](ctx, "sums")
-			if err != nil {
-				return err
-			}
-			cur, _, err := sums.Get(r.Key)
-			if err != nil {
-				return err
-			}
-			r.Value += cur
-			if err := sums.Put(r.Key, r.Value); err != nil {
-				return err
-			}
-			return ctx.Forward(r)
-		})
-	}, "in")
-	topology.AddKeyValueStore(b, "sums", topology.StringSerde(), topology.Int64Serde(), "sum")
-	topology.AddSink(b, "out", out, topology.StringSerde(), topology.Int64Serde(), "sum")
-	topo, err := b.Build()
+	topo, err := crashtest.SumsTopology(in, out)
 	if err != nil {
 		t.Fatal(err)
 	}

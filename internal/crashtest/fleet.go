@@ -236,6 +236,19 @@ func (f *Fleet) mark(instance, how string) (*Proc, error) {
 	return p, nil
 }
 
+// Incarnations returns how many processes were started for instance.
+func (f *Fleet) Incarnations(instance string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, p := range f.all {
+		if p.Instance == instance {
+			n++
+		}
+	}
+	return n
+}
+
 // StateDir returns the state directory of instance (under the Config's
 // StateRoot).
 func (f *Fleet) StateDir(instance string) string {
