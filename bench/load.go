@@ -118,6 +118,14 @@ func isUnknownTopic(err error) bool {
 // as the Java client does), no compression. progress is called now and
 // then with the number of records acknowledged.
 func loadInput(ctx context.Context, seeds []string, topic string, n, keys, valueBytes int, progress func(done int64)) error {
+	return loadInputKeys(ctx, seeds, topic, n, valueBytes, func(i uint64) []byte { return keyOf(i, keys) }, progress)
+}
+
+// distinctKey is a key function giving every record its own key.
+func distinctKey(i uint64) []byte { return fmt.Appendf(make([]byte, 0, 8), "w%07d", i) }
+
+// loadInputKeys is loadInput with record i keyed key(i).
+func loadInputKeys(ctx context.Context, seeds []string, topic string, n, valueBytes int, key func(i uint64) []byte, progress func(done int64)) error {
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(seeds...),
 		kgo.DefaultProduceTopic(topic),
@@ -151,7 +159,7 @@ func loadInput(ctx context.Context, seeds []string, topic string, n, keys, value
 		if p := failed.Load(); p != nil {
 			return fmt.Errorf("load %s: %w", topic, *p)
 		}
-		r := &kgo.Record{Key: keyOf(uint64(i), keys), Value: vals.value(uint64(i)), Timestamp: ts}
+		r := &kgo.Record{Key: key(uint64(i)), Value: vals.value(uint64(i)), Timestamp: ts}
 		cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
 			if err != nil {
 				failed.CompareAndSwap(nil, &err)

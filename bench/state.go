@@ -91,7 +91,7 @@ func stateCmd(ctx context.Context, args []string) error {
 	}
 	res := stateResult{Date: time.Now().Format(time.RFC3339), Brokers: *brokers, Keys: *keys, ValueBytes: *valueBytes}
 	logf("loading %d records with distinct keys", *keys)
-	if err := loadInput(ctx, seeds, in, *keys, *keys, *valueBytes, func(int64) {}); err != nil {
+	if err := loadInputKeys(ctx, seeds, in, *keys, *valueBytes, distinctKey, func(int64) {}); err != nil {
 		return err
 	}
 
