@@ -121,7 +121,7 @@ type cfg struct {
 func defaultCfg() cfg {
 	return cfg{
 		guarantee:          ExactlyOnce,
-		maxRecordsPerTxn:   10_000,
+		maxRecordsPerTxn:   100_000,
 		maxPollRecords:     2_000,
 		errorPolicy:        Fail,
 		logger:             slog.New(slog.DiscardHandler),
@@ -168,7 +168,10 @@ func CommitInterval(d time.Duration) Opt {
 }
 
 // MaxRecordsPerTransaction ends the transaction (or offset-commit batch)
-// early once this many input records are in it. The default is 10,000.
+// early once this many input records are in it. The default is 100,000,
+// which bounds the work a rebalance or crash throws away without cutting
+// the commit interval short at a few hundred thousand records per second
+// (every exactly-once commit costs several broker round trips).
 func MaxRecordsPerTransaction(n int) Opt { return optFunc(func(c *cfg) { c.maxRecordsPerTxn = n }) }
 
 // MaxPollRecords caps the records taken from one poll (Kafka's
