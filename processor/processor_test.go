@@ -149,8 +149,8 @@ func TestCopyEachGuarantee(t *testing.T) {
 				t.Fatalf("Run: %v", err)
 			}
 			checkExactlyOnce(t, seeds, out, vals)
-			if st := r.p.Stats(); st.Processed != int64(len(vals)) || st.Commits == 0 {
-				t.Fatalf("stats %+v: want Processed=%d and some commits", st, len(vals))
+			if st := r.p.Stats(); st.Processed != int64(len(vals)) || st.Commits == 0 || st.CommitTime <= 0 {
+				t.Fatalf("stats %+v: want Processed=%d, some commits and their time", st, len(vals))
 			}
 		})
 	}

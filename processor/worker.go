@@ -196,6 +196,11 @@ func (w *worker) resetTasks() {
 	w.discardStores()
 }
 
+// timeCommit adds the time since began to Stats.CommitTime.
+func (w *worker) timeCommit(began time.Time) {
+	w.p.stats.commitNanos.Add(int64(time.Since(began)))
+}
+
 // closeClient closes the worker's client, waiting at most the session
 // timeout. Leaving the group waits for the group's management loop, which a
 // rebalance in progress can hold for the whole rebalance timeout; by the

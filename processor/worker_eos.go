@@ -130,6 +130,7 @@ func (w *worker) endTxn(want kgo.TransactionEndTry) error {
 func (w *worker) endTxnWithin(want kgo.TransactionEndTry, limit time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
+	defer w.timeCommit(time.Now())
 	if want == kgo.TryCommit {
 		if err := w.produceChangelogs(); err != nil {
 			return err

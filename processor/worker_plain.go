@@ -42,9 +42,11 @@ func (w *worker) runPlain(ctx context.Context) error {
 		}
 		if atMostOnce && !fs.Empty() {
 			// The order that makes it at-most-once: offsets first.
+			began := time.Now()
 			cctx, ccancel := context.WithTimeout(context.Background(), 30*time.Second)
 			err := cl.CommitUncommittedOffsets(cctx)
 			ccancel()
+			w.timeCommit(began)
 			if err != nil {
 				return w.fenceOr(fmt.Errorf("processor: commit offsets before processing: %w", err))
 			}
@@ -95,6 +97,7 @@ func (w *worker) commitPlain(dirty bool) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	defer w.timeCommit(time.Now())
 	if err := w.produceChangelogs(); err != nil {
 		return err
 	}
