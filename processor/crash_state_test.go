@@ -99,7 +99,7 @@ func runStateCrash(t *testing.T, g processor.Guarantee) *stateRun {
 
 	producer := kafkatest.Client(t, seeds, kgo.DefaultProduceTopic(r.in), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	produced := make(chan error, 1)
-	go func() { produced <- stateProduceSpread(ctx, producer, r.in) }()
+	go func() { produced <- produceSpread(ctx, producer, r.in, stateRecords, stateInput) }()
 
 	r.kills = crashKillLoop(t, r.fleet, rng, produced, start, func(kill int, victim string) {
 		if kill != stateWipeAt {
@@ -125,34 +125,15 @@ func runStateCrash(t *testing.T, g processor.Guarantee) *stateRun {
 	return r
 }
 
-// stateProduceSpread produces the input in chunks spread over
-// crashProduceFor: record i has key stateKey(i) on partition
-// statePartition, value stateValue(i).
-func stateProduceSpread(ctx context.Context, cl *kgo.Client, topic string) error {
-	const tick = 50 * time.Millisecond
-	chunk := max(1, stateRecords/int(crashProduceFor/tick))
-	ticker := time.NewTicker(tick)
-	defer ticker.Stop()
-	for base := 0; base < stateRecords; base += chunk {
-		n := min(chunk, stateRecords-base)
-		err := kafkatest.ProduceWith(ctx, cl, topic, n, func(i int) *kgo.Record {
-			k := stateKey(base + i)
-			return &kgo.Record{
-				Partition: statePartition(k),
-				Key:       []byte(k),
-				Value:     binary.BigEndian.AppendUint64(nil, uint64(stateValue(base+i))),
-			}
-		})
-		if err != nil {
-			return fmt.Errorf("records %d to %d: %w", base, base+n-1, err)
-		}
-		select {
-		case <-ticker.C:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+// stateInput is input record i of the stateful crash tests: key
+// stateKey(i) on partition statePartition, value stateValue(i).
+func stateInput(i int) *kgo.Record {
+	k := stateKey(i)
+	return &kgo.Record{
+		Partition: statePartition(k),
+		Key:       []byte(k),
+		Value:     binary.BigEndian.AppendUint64(nil, uint64(stateValue(i))),
 	}
-	return nil
 }
 
 // changelogUpTo folds the changelog records with offsets up to and

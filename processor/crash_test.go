@@ -154,7 +154,7 @@ func runCrash(t *testing.T, g processor.Guarantee) *crashRun {
 	// increase along every partition.
 	producer := kafkatest.Client(t, seeds, kgo.DefaultProduceTopic(r.in), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	produced := make(chan error, 1)
-	go func() { produced <- crashProduceSpread(ctx, producer, r.in) }()
+	go func() { produced <- produceSpread(ctx, producer, r.in, crashRecords, crashInput) }()
 
 	r.kills = crashKillLoop(t, fleet, rng, produced, start, nil)
 	t.Logf("%d kills done after %v", r.kills, time.Since(start).Round(time.Millisecond))
@@ -230,26 +230,17 @@ func crashKillLoop(t *testing.T, fleet *crashtest.Fleet, rng *rand.Rand, produce
 	return kills
 }
 
-// crashProduceSpread produces the crashRecords input records in chunks, spread
-// evenly over crashProduceFor.
-func crashProduceSpread(ctx context.Context, cl *kgo.Client, topic string) error {
+// produceSpread produces n records made by gen, in chunks spread evenly
+// over crashProduceFor, so the input arrives while instances are killed.
+func produceSpread(ctx context.Context, cl *kgo.Client, topic string, n int, gen func(i int) *kgo.Record) error {
 	const tick = 50 * time.Millisecond
-	chunk := max(1, crashRecords/int(crashProduceFor/tick))
+	chunk := max(1, n/int(crashProduceFor/tick))
 	ticker := time.NewTicker(tick)
 	defer ticker.Stop()
-	for base := 0; base < crashRecords; base += chunk {
-		n := min(chunk, crashRecords-base)
-		err := kafkatest.ProduceWith(ctx, cl, topic, n, func(i int) *kgo.Record {
-			id := base + i
-			p := id % crashPartitions
-			return &kgo.Record{
-				Partition: int32(p),
-				Key:       strconv.AppendInt(nil, int64(id), 10),
-				Value:     []byte(crashtest.InputValue(id, p)),
-			}
-		})
-		if err != nil {
-			return fmt.Errorf("records %d to %d: %w", base, base+n-1, err)
+	for base := 0; base < n; base += chunk {
+		m := min(chunk, n-base)
+		if err := kafkatest.ProduceWith(ctx, cl, topic, m, func(i int) *kgo.Record { return gen(base + i) }); err != nil {
+			return fmt.Errorf("records %d to %d: %w", base, base+m-1, err)
 		}
 		select {
 		case <-ticker.C:
@@ -258,6 +249,17 @@ func crashProduceSpread(ctx context.Context, cl *kgo.Client, topic string) error
 		}
 	}
 	return nil
+}
+
+// crashInput is input record id of the copy crash tests: partition id%4,
+// so ids increase along every partition.
+func crashInput(id int) *kgo.Record {
+	p := id % crashPartitions
+	return &kgo.Record{
+		Partition: int32(p),
+		Key:       strconv.AppendInt(nil, int64(id), 10),
+		Value:     []byte(crashtest.InputValue(id, p)),
+	}
 }
 
 // crashWaitCommitted polls the committed offsets of group until they equal the
