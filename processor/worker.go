@@ -309,15 +309,15 @@ func (w *worker) deadLetter(r *kgo.Record, cause error) {
 		kgo.RecordHeader{Key: HeaderOffset, Value: strconv.AppendInt(nil, r.Offset, 10)},
 		kgo.RecordHeader{Key: HeaderApp, Value: []byte(w.p.cfg.appID)},
 	)
-	topic := w.p.DeadLetterTopic()
-	w.produce(&kgo.Record{
-		Topic:     topic,
-		Partition: w.partitionFor(topic, r.Key, r.Partition),
+	dl := &kgo.Record{
+		Topic:     w.p.DeadLetterTopic(),
 		Key:       r.Key,
 		Value:     r.Value,
 		Headers:   headers,
 		Timestamp: r.Timestamp,
-	})
+	}
+	dl.Partition = w.partitionFor(dl, r.Partition)
+	w.produce(dl)
 }
 
 // produce hands a record to the client; failures arrive at the promise.
@@ -327,25 +327,25 @@ func (w *worker) produce(r *kgo.Record) {
 	w.cl.Produce(context.Background(), r, w.promise)
 }
 
-// partitionFor picks a partition for a record without an explicit one:
+// partitionFor picks a partition for r, which has no explicit one:
 // Kafka's murmur2 placement for keyed records (so keys land where Java
 // clients put them), round-robin for records without a key. fallback is
 // used when the topic's partition count is unknown.
-func (w *worker) partitionFor(topic string, key []byte, fallback int32) int32 {
-	n, ok := w.meta.partitions[topic]
+func (w *worker) partitionFor(r *kgo.Record, fallback int32) int32 {
+	n, ok := w.meta.partitions[r.Topic]
 	if !ok || n <= 0 {
 		return fallback
 	}
-	if key == nil {
+	if r.Key == nil {
 		w.rr++
 		return int32(w.rr % int(n))
 	}
-	tp, ok := w.keyPart[topic]
+	tp, ok := w.keyPart[r.Topic]
 	if !ok {
-		tp = kgo.StickyKeyPartitioner(nil).ForTopic(topic)
-		w.keyPart[topic] = tp
+		tp = kgo.StickyKeyPartitioner(nil).ForTopic(r.Topic)
+		w.keyPart[r.Topic] = tp
 	}
-	return int32(tp.Partition(&kgo.Record{Key: key}, int(n)))
+	return int32(tp.Partition(r, int(n)))
 }
 
 // punctuate runs due wall-clock punctuators of every task.
@@ -369,16 +369,15 @@ func (e *taskEnv) Send(rec topology.OutRecord) error {
 	if err := w.beforeSend(); err != nil {
 		return &envError{err}
 	}
-	part := rec.Partition
-	if part < 0 {
-		part = w.partitionFor(rec.Topic, rec.Key, e.id.Partition)
-	}
 	r := &kgo.Record{
 		Topic:     rec.Topic,
-		Partition: part,
+		Partition: rec.Partition,
 		Key:       rec.Key,
 		Value:     rec.Value,
 		Timestamp: rec.Timestamp,
+	}
+	if r.Partition < 0 {
+		r.Partition = w.partitionFor(r, e.id.Partition)
 	}
 	if len(rec.Headers) > 0 {
 		r.Headers = make([]kgo.RecordHeader, len(rec.Headers))

@@ -35,7 +35,11 @@ type Task struct {
 	sources map[string]func(RawRecord) error // topic -> source ingest
 	stores  map[string]any                   // typed stores by name
 	phase   taskPhase
-	current *RawRecord // the input record being processed, nil outside Process
+	// origin is the topic, partition and offset of the input record being
+	// processed (valid while inProcess); kept by value so that Process does
+	// not move every record to the heap.
+	origin    RawRecord
+	inProcess bool
 
 	punctuators []*punctuator
 	streamTime  time.Time
@@ -172,9 +176,10 @@ func (t *Task) Process(raw RawRecord) error {
 		return fmt.Errorf("%w: task %s: topic %q is not read by sub-topology %d (it reads [%s])",
 			ErrUnknownTopic, t.id, raw.Topic, t.id.SubTopology, strings.Join(t.sub.info.SourceTopics, ", "))
 	}
-	t.current = &raw
+	t.origin = RawRecord{Topic: raw.Topic, Partition: raw.Partition, Offset: raw.Offset}
+	t.inProcess = true
 	err := ingest(raw)
-	t.current = nil
+	t.inProcess = false
 	if err != nil {
 		return err
 	}
@@ -274,8 +279,8 @@ func (t *Task) runNode(node string, fn func() error) error {
 
 func (t *Task) processError(node string, err error) *ProcessError {
 	pe := &ProcessError{Node: node, Partition: -1, Offset: -1, Err: err}
-	if t.current != nil {
-		pe.Topic, pe.Partition, pe.Offset = t.current.Topic, t.current.Partition, t.current.Offset
+	if t.inProcess {
+		pe.Topic, pe.Partition, pe.Offset = t.origin.Topic, t.origin.Partition, t.origin.Offset
 	}
 	return pe
 }
