@@ -300,18 +300,61 @@ func badJSON(t *testing.T, seeds []string, topic string, n int) (bad map[int64]b
 	return bad
 }
 
-func TestBadInputDeadLetter(t *testing.T) {
-	const n = 200
+// badJSONRecords is how many records runBadJSON feeds (every tenth bad).
+const badJSONRecords = 200
+
+// badJSONRun is the jsonTopology application run over badJSON input.
+type badJSONRun struct {
+	seeds        []string
+	in, out, app string
+	bad          map[int64]bool
+	r            *running
+}
+
+// runBadJSON runs jsonTopology under policy over badJSONRecords records of
+// which every tenth is malformed, until all input is committed, then stops it.
+func runBadJSON(t *testing.T, policy processor.ErrorPolicy) *badJSONRun {
+	t.Helper()
 	seeds := kafkatest.Brokers(t)
-	in := kafkatest.Topic(t, seeds, 1, nil)
-	out := kafkatest.Topic(t, seeds, 1, nil)
-	app := kafkatest.UniqueName(t, "app")
-	bad := badJSON(t, seeds, in, n)
-	r := start(t, jsonTopology(t, in, out), append(baseOpts(seeds, app, "i"), processor.OnError(processor.DeadLetter))...)
-	waitCommitted(t, seeds, app, in, n, 60*time.Second)
-	if err := r.stop(t); err != nil {
+	br := &badJSONRun{
+		seeds: seeds,
+		in:    kafkatest.Topic(t, seeds, 1, nil),
+		out:   kafkatest.Topic(t, seeds, 1, nil),
+		app:   kafkatest.UniqueName(t, "app"),
+	}
+	br.bad = badJSON(t, seeds, br.in, badJSONRecords)
+	br.r = start(t, jsonTopology(t, br.in, br.out), append(baseOpts(seeds, br.app, "i"), processor.OnError(policy))...)
+	waitCommitted(t, seeds, br.app, br.in, badJSONRecords, 60*time.Second)
+	if err := br.r.stop(t); err != nil {
 		t.Fatal(err)
 	}
+	return br
+}
+
+// checkGoodOutput asserts that the output holds exactly the good records,
+// in input order, each with its count doubled.
+func (br *badJSONRun) checkGoodOutput(t *testing.T) {
+	t.Helper()
+	var want []string
+	for i := range badJSONRecords {
+		if !br.bad[int64(i)] {
+			want = append(want, fmt.Sprintf(`{"id":%d,"item":"x","count":%d}`, i, 2*i))
+		}
+	}
+	got := kafkatest.ReadAll(t, br.seeds, br.out, kafkatest.ReadCommitted)
+	if len(got) != len(want) {
+		t.Fatalf("output has %d records, want %d", len(got), len(want))
+	}
+	for i, g := range got {
+		if string(g.Value) != want[i] {
+			t.Fatalf("output %d: %s, want %s", i, g.Value, want[i])
+		}
+	}
+}
+
+func TestBadInputDeadLetter(t *testing.T) {
+	br := runBadJSON(t, processor.DeadLetter)
+	seeds, in, app, bad, r := br.seeds, br.in, br.app, br.bad, br.r
 	dlq := r.p.DeadLetterTopic()
 	if dlq != app+"-dlq" {
 		t.Fatalf("dead-letter topic %q, want %q", dlq, app+"-dlq")
@@ -339,25 +382,8 @@ func TestBadInputDeadLetter(t *testing.T) {
 		}
 		seen[off] = true
 	}
-	good := kafkatest.ReadAll(t, seeds, out, kafkatest.ReadCommitted)
-	if len(good) != n-len(bad) {
-		t.Fatalf("output has %d records, want %d", len(good), n-len(bad))
-	}
-	for i, g := range good {
-		want := 0
-		// the i-th good record is input i' where i' skips the bad ones
-		for k, idx := 0, -1; k <= i; k++ {
-			idx++
-			for bad[int64(idx)] {
-				idx++
-			}
-			want = idx
-		}
-		if exp := fmt.Sprintf(`{"id":%d,"item":"x","count":%d}`, want, 2*want); string(g.Value) != exp {
-			t.Fatalf("output %d: %s, want %s", i, g.Value, exp)
-		}
-	}
-	if st := r.p.Stats(); st.DeadLettered != int64(len(bad)) || st.Processed != int64(n-len(bad)) {
+	br.checkGoodOutput(t)
+	if st := r.p.Stats(); st.DeadLettered != int64(len(bad)) || st.Processed != int64(badJSONRecords-len(bad)) {
 		t.Fatalf("stats %+v", st)
 	}
 }
@@ -433,28 +459,9 @@ func TestScaling(t *testing.T) {
 }
 
 func TestBadInputSkip(t *testing.T) {
-	const n = 200
-	seeds := kafkatest.Brokers(t)
-	in := kafkatest.Topic(t, seeds, 1, nil)
-	out := kafkatest.Topic(t, seeds, 1, nil)
-	app := kafkatest.UniqueName(t, "app")
-	bad := badJSON(t, seeds, in, n)
-	r := start(t, jsonTopology(t, in, out), append(baseOpts(seeds, app, "i"), processor.OnError(processor.Skip))...)
-	waitCommitted(t, seeds, app, in, n, 60*time.Second)
-	if err := r.stop(t); err != nil {
-		t.Fatal(err)
-	}
-	good := kafkatest.ReadAll(t, seeds, out, kafkatest.ReadCommitted)
-	if len(good) != n-len(bad) {
-		t.Fatalf("output has %d records, want %d", len(good), n-len(bad))
-	}
-	for _, g := range good {
-		var id int
-		if _, err := fmt.Sscanf(string(g.Value), `{"id":%d`, &id); err != nil || bad[int64(id)] {
-			t.Fatalf("unexpected output %s", g.Value)
-		}
-	}
-	if st := r.p.Stats(); st.Skipped != int64(len(bad)) || st.DeadLettered != 0 {
-		t.Fatalf("stats %+v: want Skipped=%d", st, len(bad))
+	br := runBadJSON(t, processor.Skip)
+	br.checkGoodOutput(t)
+	if st := br.r.p.Stats(); st.Skipped != int64(len(br.bad)) || st.DeadLettered != 0 {
+		t.Fatalf("stats %+v: want Skipped=%d", st, len(br.bad))
 	}
 }
