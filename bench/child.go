@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -21,7 +18,6 @@ type child struct {
 	name    string
 	cmd     *exec.Cmd
 	started time.Time
-	ready   chan struct{} // closed when the child printed READY
 	exited  chan struct{} // closed when the child exited; then exitErr is set
 	exitErr error
 	logf    *os.File
@@ -34,31 +30,17 @@ func startChild(name, logPath string, argv []string) (*child, error) {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.SysProcAttr = childSysProcAttr()
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
 	fmt.Fprintf(logf, "# %s\n", strings.Join(argv, " "))
-	c := &child{name: name, cmd: cmd, ready: make(chan struct{}), exited: make(chan struct{}), logf: logf}
+	c := &child{name: name, cmd: cmd, exited: make(chan struct{}), logf: logf}
 	c.started = time.Now()
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	go func() {
-		var once sync.Once
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			line := sc.Text()
-			if strings.TrimSpace(line) == "READY" {
-				once.Do(func() { close(c.ready) })
-			}
-			fmt.Fprintln(logf, line)
-		}
-		_, _ = io.Copy(io.Discard, stdout)
 		c.exitErr = cmd.Wait()
 		if c.exitErr == nil {
 			c.exitErr = errors.New("exited with status 0")
@@ -66,18 +48,6 @@ func startChild(name, logPath string, argv []string) (*child, error) {
 		close(c.exited)
 	}()
 	return c, nil
-}
-
-// waitReady waits for READY, the child's exit or the timeout.
-func (c *child) waitReady(timeout time.Duration) error {
-	select {
-	case <-c.ready:
-		return nil
-	case <-c.exited:
-		return fmt.Errorf("%s exited before READY: %w (see %s)", c.name, c.exitErr, c.logf.Name())
-	case <-time.After(timeout):
-		return fmt.Errorf("%s printed no READY within %v (see %s)", c.name, timeout, c.logf.Name())
-	}
 }
 
 // cpuSeconds returns the CPU time the running child used so far (user and
