@@ -52,9 +52,11 @@ func (p *Processor) openState() (*state.DB, error) {
 // produced when the transaction ends, one per written key.
 type storeKV struct {
 	*state.Overlay
-	name      string
-	partition int32
-	topic     string // changelog
+	key   storeKey
+	topic string // changelog
+	// acked is the promise of this store-partition's changelog records:
+	// it records the highest acknowledged offset (made once, not per record).
+	acked func(*kgo.Record, error)
 }
 
 // stateTracker holds the stores of a worker's tasks and the changelog
@@ -78,10 +80,20 @@ func (w *worker) store(name string, id topology.TaskID) (state.KV, error) {
 	s, ok := w.state.stores[k]
 	if !ok {
 		s = &storeKV{
-			Overlay:   state.NewOverlay(w.state.db.KV(name, id.Partition)),
-			name:      name,
-			partition: id.Partition,
-			topic:     w.p.ChangelogTopic(name),
+			Overlay: state.NewOverlay(w.state.db.KV(name, id.Partition)),
+			key:     k,
+			topic:   w.p.ChangelogTopic(name),
+		}
+		s.acked = func(r *kgo.Record, err error) {
+			if err != nil {
+				w.promise(r, err)
+				return
+			}
+			w.state.mu.Lock()
+			if r.Offset > w.state.offsets[k] {
+				w.state.offsets[k] = r.Offset
+			}
+			w.state.mu.Unlock()
 		}
 		w.state.stores[k] = s
 	}
@@ -91,7 +103,7 @@ func (w *worker) store(name string, id topology.TaskID) (state.KV, error) {
 // produceChangelogs sends one changelog record per pending write of every
 // store (a tombstone for a delete), inside the open transaction.
 func (w *worker) produceChangelogs() error {
-	for k, s := range w.state.stores {
+	for _, s := range w.state.stores {
 		if s.Pending() == 0 {
 			continue
 		}
@@ -99,22 +111,11 @@ func (w *worker) produceChangelogs() error {
 			return err
 		}
 		for _, wr := range s.Writes() {
-			r := &kgo.Record{Topic: s.topic, Partition: s.partition, Key: wr.Key, Value: wr.Value}
+			r := &kgo.Record{Topic: s.topic, Partition: s.key.task.Partition, Key: wr.Key, Value: wr.Value}
 			if wr.Delete {
 				r.Value = nil
 			}
-			k := k
-			w.cl.Produce(context.Background(), r, func(r *kgo.Record, err error) {
-				if err != nil {
-					w.promise(r, err)
-					return
-				}
-				w.state.mu.Lock()
-				if r.Offset > w.state.offsets[k] {
-					w.state.offsets[k] = r.Offset
-				}
-				w.state.mu.Unlock()
-			})
+			w.cl.Produce(context.Background(), r, s.acked)
 		}
 	}
 	return nil
