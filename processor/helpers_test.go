@@ -175,3 +175,36 @@ func checkExactlyOnce(t *testing.T, seeds []string, out string, values []string)
 }
 
 func isFenced(err error) bool { return errors.Is(err, processor.ErrFenced) }
+
+// waitAssigned polls until group is stable with exactly members members,
+// each assigned at least one partition.
+func waitAssigned(t *testing.T, seeds []string, group string, members int, within time.Duration) {
+	t.Helper()
+	adm := kadm.NewClient(kafkatest.Client(t, seeds))
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	last := "not described yet"
+	for {
+		gs, err := adm.DescribeGroups(ctx, group)
+		if err == nil {
+			g := gs[group]
+			assigned := 0
+			for _, m := range g.Members {
+				if c, ok := m.Assigned.AsConsumer(); ok && len(c.Topics) > 0 {
+					assigned++
+				}
+			}
+			if g.Err == nil && g.State == "Stable" && len(g.Members) == members && assigned == members {
+				return
+			}
+			last = fmt.Sprintf("state %s, %d members, %d with partitions", g.State, len(g.Members), assigned)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("group %q: want %d members with partitions within %v; last seen: %s", group, members, within, last)
+		case <-tick.C:
+		}
+	}
+}

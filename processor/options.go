@@ -115,6 +115,7 @@ type cfg struct {
 	staticMembership   bool
 	stateDir           string
 	stateOpts          state.Options
+	storeCacheBytes    int64
 	onRestore          func(RestoreProgress)
 }
 
@@ -133,7 +134,8 @@ func defaultCfg() cfg {
 		// carries its checkpoint, so a commit lost to a machine crash is
 		// replayed from the changelog; fsyncing every transaction would buy
 		// nothing but latency.
-		stateOpts: state.Options{Sync: state.NoSync},
+		stateOpts:       state.Options{Sync: state.NoSync},
+		storeCacheBytes: 64 << 20,
 	}
 }
 
@@ -234,6 +236,14 @@ func StateDir(dir string) Opt { return optFunc(func(c *cfg) { c.stateDir = dir }
 // machine crash loses. Kafka Streams does not fsync RocksDB either.
 func StateOptions(o state.Options) Opt { return optFunc(func(c *cfg) { c.stateOpts = o }) }
 
+// StoreCacheBytes bounds the memory the instance spends caching committed
+// store values in front of Pebble (key and value bytes plus about 64 bytes
+// per entry), shared evenly by its workers. Reads of cached keys skip
+// Pebble. The default is 64 MiB; 0 turns the cache off. Kafka Streams'
+// statestore.cache.max.bytes is the closest setting, though that cache
+// also delays writes and this one does not.
+func StoreCacheBytes(n int64) Opt { return optFunc(func(c *cfg) { c.storeCacheBytes = n }) }
+
 // OnRestore sets a function that receives the progress of every store
 // restore: after each batch of changelog records and once more when the
 // restore is done. It runs on the restoring worker's goroutine; keep it
@@ -294,6 +304,9 @@ func (c *cfg) validate() error {
 		bad("TransactionTimeout: must be at least 1s, got %v", c.transactionTimeout)
 	} else if c.guarantee == ExactlyOnce && c.commitInterval >= c.transactionTimeout {
 		bad("CommitInterval: %v must be shorter than TransactionTimeout %v under exactly-once", c.commitInterval, c.transactionTimeout)
+	}
+	if c.storeCacheBytes < 0 {
+		bad("StoreCacheBytes: must not be negative, got %d", c.storeCacheBytes)
 	}
 	if err := c.stateOpts.Validate(); err != nil {
 		bad("StateOptions: %w", err)

@@ -27,6 +27,7 @@ func TestNewReportsEveryProblem(t *testing.T) {
 		processor.Workers(0),
 		processor.MaxRecordsPerTransaction(0),
 		processor.SessionTimeout(time.Millisecond),
+		processor.StoreCacheBytes(-1),
 	)
 	if !errors.Is(err, processor.ErrInvalidConfig) {
 		t.Fatalf("New: got %v, want ErrInvalidConfig", err)
@@ -37,7 +38,8 @@ ApplicationID: "bad app!" must be 1-200 characters of [a-zA-Z0-9._-] (it prefixe
 CommitInterval: must be positive, got -1s
 MaxRecordsPerTransaction: must be at least 1, got 0
 Workers: must be 1 to 256, got 0
-SessionTimeout: must be at least 1s, got 1ms`
+SessionTimeout: must be at least 1s, got 1ms
+StoreCacheBytes: must not be negative, got -1`
 	if err.Error() != want {
 		t.Fatalf("New error:\n%s\nwant:\n%s", err, want)
 	}

@@ -216,3 +216,41 @@ func TestForeignStateDir(t *testing.T) {
 	equalSums(t, "output", lastValues(t, seeds, out), truth)
 	equalSums(t, "store", storeSums(t, dir, app, parts), truth)
 }
+
+// TestStatefulHandBack moves partitions of a stateful topology away from an
+// instance and back: while instance two owns them, it adds to the sums;
+// when they return, instance one restores the tail, and its cached values
+// from before must not win over the restored ones. Every output, the
+// changelog and instance one's store end equal to the ground truth.
+func TestStatefulHandBack(t *testing.T) {
+	const parts, keys, n = 4, 400, 4_000
+	seeds := kafkatest.Brokers(t)
+	in := kafkatest.Topic(t, seeds, parts, nil)
+	out := kafkatest.Topic(t, seeds, parts, nil)
+	app := kafkatest.UniqueName(t, "app")
+	topo := sumTopology(t, in, out)
+	dirOne := t.TempDir()
+	truth := map[string]int64{}
+	opts := func(id, dir string) []processor.Opt {
+		return append(baseOpts(seeds, app, id), processor.StaticMembership(false), processor.StateDir(dir))
+	}
+
+	one := start(t, topo, opts("one", dirOne)...)
+	sumInput(t, seeds, in, parts, 0, n, keys, truth)
+	waitCommitted(t, seeds, app, in, n, 90*time.Second)
+	two := start(t, topo, opts("two", t.TempDir())...)
+	waitAssigned(t, seeds, app, 2, 90*time.Second)
+	sumInput(t, seeds, in, parts, n, n, keys, truth)
+	waitCommitted(t, seeds, app, in, 2*n, 90*time.Second)
+	if err := two.stop(t); err != nil {
+		t.Fatalf("instance two: %v", err)
+	}
+	sumInput(t, seeds, in, parts, 2*n, n, keys, truth)
+	waitCommitted(t, seeds, app, in, 3*n, 90*time.Second)
+	if err := one.stop(t); err != nil {
+		t.Fatalf("instance one: %v", err)
+	}
+	equalSums(t, "output (last value per key)", lastValues(t, seeds, out), truth)
+	equalSums(t, "changelog", lastValues(t, seeds, app+"-sums-changelog"), truth)
+	equalSums(t, "instance one's store", storeSums(t, dirOne, app, parts), truth)
+}

@@ -48,8 +48,9 @@ func (p *Processor) openState() (*state.DB, error) {
 }
 
 // storeKV is one task's view of one store: an overlay of the transaction's
-// pending writes over the instance's database. The changelog records are
-// produced when the transaction ends, one per written key.
+// pending writes, with a cache of committed values, over the instance's
+// database. The changelog records are produced when the transaction ends,
+// one per written key.
 type storeKV struct {
 	*state.Overlay
 	key   storeKey
@@ -57,19 +58,95 @@ type storeKV struct {
 	// acked is the promise of this store-partition's changelog records:
 	// it records the highest acknowledged offset (made once, not per record).
 	acked func(*kgo.Record, error)
+	// writes are the pending writes as sent to the changelog, kept for
+	// applyStores; nil until produceChangelogs ran.
+	writes []state.Write
 }
 
 // stateTracker holds the stores of a worker's tasks and the changelog
 // offsets their pending writes reached.
+//
+// Committed writes reach Pebble on a goroutine of their own while the worker
+// goes on with the next transaction (one apply at a time): the overlays
+// cache what they handed over, and anything that reads Pebble directly
+// (a cache miss, a range scan, a restore, the next apply) first waits for
+// the apply in flight.
 type stateTracker struct {
 	db     *state.DB
 	stores map[storeKey]*storeKV
+	budget *state.CacheBudget // shared by the worker's store caches
 
 	mu      sync.Mutex
 	offsets map[storeKey]int64 // last acknowledged changelog offset per dirty store-partition
 
+	applying chan error // result of the apply in flight; nil if none
+
 	restoreMu sync.Mutex
 	toRestore map[string][]int32 // paused source partitions waiting for a restore
+}
+
+// settle waits for the apply in flight, if any, and returns its error.
+func (st *stateTracker) settle() error {
+	if st.applying == nil {
+		return nil
+	}
+	err := <-st.applying
+	st.applying = nil
+	return err
+}
+
+// settledKV is a store-partition's Pebble KV that waits for the apply in
+// flight before every read.
+type settledKV struct {
+	kv state.KV
+	st *stateTracker
+}
+
+func (s settledKV) Get(key []byte) ([]byte, bool, error) {
+	if err := s.st.settle(); err != nil {
+		return nil, false, &envError{err}
+	}
+	return s.kv.Get(key)
+}
+
+func (s settledKV) Put(key, value []byte) error {
+	if err := s.st.settle(); err != nil {
+		return &envError{err}
+	}
+	return s.kv.Put(key, value)
+}
+
+func (s settledKV) Delete(key []byte) error {
+	if err := s.st.settle(); err != nil {
+		return &envError{err}
+	}
+	return s.kv.Delete(key)
+}
+
+func (s settledKV) Range(start, end []byte) (state.Iterator, error) {
+	if err := s.st.settle(); err != nil {
+		return nil, &envError{err}
+	}
+	return s.kv.Range(start, end)
+}
+
+func (s settledKV) PrefixScan(prefix []byte) (state.Iterator, error) {
+	if err := s.st.settle(); err != nil {
+		return nil, &envError{err}
+	}
+	return s.kv.PrefixScan(prefix)
+}
+
+// forgetStores drops the store views of task id (with their caches). Call
+// it only outside a transaction, when the task is gone or its stores are
+// about to be written underneath (a restore).
+func (w *worker) forgetStores(id topology.TaskID) {
+	for k, s := range w.state.stores {
+		if k.task == id {
+			s.ResetCache()
+			delete(w.state.stores, k)
+		}
+	}
 }
 
 func (w *worker) store(name string, id topology.TaskID) (state.KV, error) {
@@ -80,7 +157,7 @@ func (w *worker) store(name string, id topology.TaskID) (state.KV, error) {
 	s, ok := w.state.stores[k]
 	if !ok {
 		s = &storeKV{
-			Overlay: state.NewOverlay(w.state.db.KV(name, id.Partition)),
+			Overlay: state.NewCachedOverlay(settledKV{kv: w.state.db.KV(name, id.Partition), st: &w.state}, w.state.budget),
 			key:     k,
 			topic:   w.p.ChangelogTopic(name),
 		}
@@ -110,7 +187,8 @@ func (w *worker) produceChangelogs() error {
 		if err := w.beforeSend(); err != nil {
 			return err
 		}
-		for _, wr := range s.Writes() {
+		s.writes = s.UnorderedWrites()
+		for _, wr := range s.writes {
 			r := &kgo.Record{Topic: s.topic, Partition: s.key.task.Partition, Key: wr.Key, Value: wr.Value}
 			if wr.Delete {
 				r.Value = nil
@@ -121,42 +199,58 @@ func (w *worker) produceChangelogs() error {
 	return nil
 }
 
-// applyStores makes the pending writes durable together with the changelog
-// offsets they reflect, in one Pebble batch. Call it only once the records
-// that produced them are committed (and every changelog record is
-// acknowledged).
+// applyStores hands the pending writes, together with the changelog offsets
+// they reflect, to Pebble as one batch, applied on its own goroutine once
+// the previous one is done. Call it only once the records that produced
+// them are committed (and every changelog record is acknowledged). An apply
+// that fails is reported by the next call, or by anything that waits for it.
 func (w *worker) applyStores() error {
 	if w.state.db == nil {
 		return nil
 	}
-	var c state.Commit
+	if err := w.state.settle(); err != nil {
+		return err
+	}
+	c := &state.Commit{}
 	w.state.mu.Lock()
 	for k, s := range w.state.stores {
 		if s.Pending() == 0 {
 			continue
 		}
-		c.Add(k.name, k.task.Partition, s.Writes())
+		if s.writes == nil {
+			s.writes = s.UnorderedWrites()
+		}
+		c.Add(k.name, k.task.Partition, s.writes)
 		if off, ok := w.state.offsets[k]; ok {
 			c.SetCheckpoint(k.name, k.task.Partition, off)
 		}
 	}
 	clear(w.state.offsets)
 	w.state.mu.Unlock()
+	for _, s := range w.state.stores {
+		s.writes = nil
+		s.Applied()
+	}
 	if c.Empty() {
 		return nil
 	}
-	if err := w.state.db.Commit(&c); err != nil {
-		return fmt.Errorf("processor: apply store writes to %q: %w", w.p.cfg.stateDir, err)
-	}
-	for _, s := range w.state.stores {
-		s.Discard()
-	}
+	done := make(chan error, 1)
+	db, dir := w.state.db, w.p.cfg.stateDir
+	go func() {
+		if err := db.Commit(c); err != nil {
+			done <- fmt.Errorf("processor: apply store writes to %q: %w", dir, err)
+			return
+		}
+		done <- nil
+	}()
+	w.state.applying = done
 	return nil
 }
 
 // discardStores drops the pending writes of an aborted transaction.
 func (w *worker) discardStores() {
 	for _, s := range w.state.stores {
+		s.writes = nil
 		s.Discard()
 	}
 	w.state.mu.Lock()
@@ -211,6 +305,10 @@ func (w *worker) restorePending(ctx context.Context) error {
 				continue
 			}
 			done[id] = true
+			if err := w.state.settle(); err != nil {
+				return err
+			}
+			w.forgetStores(id)
 			for _, spec := range w.p.topo.SubTopologies()[sub].Stores {
 				if err := w.restoreStore(ctx, spec.Name, p); err != nil {
 					return err

@@ -65,6 +65,7 @@ func newWorker(p *Processor, n int, meta *clusterMeta, db *state.DB) *worker {
 			db:      db,
 			stores:  map[storeKey]*storeKV{},
 			offsets: map[storeKey]int64{},
+			budget:  state.NewCacheBudget(p.cfg.storeCacheBytes / int64(p.cfg.workers)),
 		},
 	}
 	if p.cfg.guarantee == ExactlyOnce {
@@ -138,7 +139,9 @@ func (w *worker) dropRevoked() {
 			continue
 		}
 		for _, p := range ps {
-			w.closeTask(topology.TaskID{SubTopology: sub, Partition: p})
+			id := topology.TaskID{SubTopology: sub, Partition: p}
+			w.closeTask(id)
+			w.forgetStores(id)
 		}
 	}
 }
@@ -224,6 +227,9 @@ func (w *worker) closeClient(closeFn func()) {
 func (w *worker) closeAll() {
 	for id := range w.tasks {
 		w.closeTask(id)
+	}
+	if err := w.state.settle(); err != nil {
+		w.log.Warn("the last store writes did not reach the state directory; the next start restores them from the changelog", "err", err)
 	}
 	if w.reader != nil {
 		w.reader.close()

@@ -33,7 +33,7 @@ type BatchApplier interface {
 // hiding it. The base is not modified until [Overlay.Commit];
 // [Overlay.Discard] drops the pending writes and leaves the base untouched.
 //
-// Pending writes are kept in a map. Iteration (Range, PrefixScan, Writes,
+// Pending writes are kept in a map (with the cached values, if any). Iteration (Range, PrefixScan, Writes,
 // Commit) needs them sorted: the sorted list is built on demand, in
 // O(n log n) for n pending keys, and reused until the next Put or Delete, so
 // a task that alternates writes and scans pays for a sort per scan.
@@ -44,48 +44,169 @@ type BatchApplier interface {
 // the base's own iterator semantics (a [NewMemKV] iterator is a snapshot
 // too).
 //
+// An Overlay made with [NewCachedOverlay] also remembers committed values:
+// what Get read from the base (including that a key is absent) and the
+// writes the caller reported applied with [Overlay.Applied]. Get answers
+// from that cache before asking the base. The cache is only correct while
+// every write to the base goes through the overlay: after writing to the
+// base any other way, call [Overlay.ResetCache].
+//
 // An Overlay is not safe for concurrent use, and the base must not be written
 // to directly while the overlay has pending writes.
 type Overlay struct {
 	base    KV
-	pending map[string]Write
-	sorted  []Write // pending in key order; nil when stale. Never modified in place.
+	entries map[string]*entry // pending writes and cached committed values
+	dirty   []*entry          // entries with a pending write, in write order
+	sorted  []Write           // pending in key order; nil when stale. Never modified in place.
+	budget  *CacheBudget      // nil: no cache, entries exist only while pending
 }
+
+// entry is what an overlay knows about one key: a pending write, a cached
+// committed value, or both. Keys, pending values and cached values are never
+// modified in place, so slices handed out by Writes stay valid.
+type entry struct {
+	key     []byte
+	pending []byte // the pending value; nil if none or a tombstone
+	cached  []byte // the committed value, when cachedState is valuePresent
+	// write is the pending write's kind, cachedState what the cache knows.
+	write, cachedState uint8
+}
+
+const (
+	// write
+	noWrite uint8 = iota
+	putWrite
+	deleteWrite
+)
+
+const (
+	// cachedState
+	notCached uint8 = iota
+	valuePresent
+	valueAbsent
+)
+
+func (e *entry) size() int64 { return int64(len(e.key) + len(e.cached) + cacheEntryOverhead) }
+
+func (e *entry) asWrite() Write {
+	return Write{Key: e.key, Value: e.pending, Delete: e.write == deleteWrite}
+}
+
+// cacheEntryOverhead approximates what a cached key costs besides its key
+// and value bytes (map slot, entry, slice headers).
+const cacheEntryOverhead = 96
+
+// CacheBudget bounds the memory of the caches of several overlays (for
+// example every store of one worker). When caching a value takes the
+// overlays together over the limit, the overlay caching drops cached values
+// of its own, in no particular order, until the total is below seven eighths
+// of the limit. A CacheBudget is not safe for concurrent use: the overlays
+// sharing one must be used from one goroutine.
+type CacheBudget struct {
+	limit, used int64
+}
+
+// NewCacheBudget returns a budget of limit bytes (key and value bytes plus
+// a fixed per-entry overhead). A limit of 0 or less caches nothing.
+func NewCacheBudget(limit int64) *CacheBudget { return &CacheBudget{limit: limit} }
+
+// Used returns the bytes the overlays sharing b account for now.
+func (b *CacheBudget) Used() int64 { return b.used }
 
 var _ KV = (*Overlay)(nil)
 
 // NewOverlay returns a KV that buffers writes over base until Commit or
 // Discard.
 func NewOverlay(base KV) *Overlay {
-	return &Overlay{base: base, pending: make(map[string]Write)}
+	return &Overlay{base: base, entries: make(map[string]*entry)}
+}
+
+// NewCachedOverlay is NewOverlay with a cache of committed values whose
+// memory counts against budget. A nil budget, or one with no room, caches
+// nothing.
+func NewCachedOverlay(base KV, budget *CacheBudget) *Overlay {
+	o := NewOverlay(base)
+	if budget != nil && budget.limit > 0 {
+		o.budget = budget
+	}
+	return o
 }
 
 // Get returns the pending value of key if there is one, reports it absent if
-// it has a pending delete, and otherwise returns the base's value. The
-// returned value is owned by the caller.
+// it has a pending delete, then tries the cache, and otherwise returns the
+// base's value. The returned value is owned by the caller.
 func (o *Overlay) Get(key []byte) ([]byte, bool, error) {
-	if w, ok := o.pending[string(key)]; ok {
-		if w.Delete {
+	e := o.entries[string(key)]
+	if e != nil {
+		switch {
+		case e.write == putWrite:
+			return bytes.Clone(e.pending), true, nil
+		case e.write == deleteWrite, e.cachedState == valueAbsent:
 			return nil, false, nil
+		case e.cachedState == valuePresent:
+			return bytes.Clone(e.cached), true, nil
 		}
-		return bytes.Clone(w.Value), true, nil
 	}
-	return o.base.Get(key)
+	v, ok, err := o.base.Get(key)
+	if err != nil || o.budget == nil {
+		return v, ok, err
+	}
+	if e == nil {
+		e = &entry{key: bytes.Clone(key)}
+		if e.key == nil {
+			e.key = []byte{}
+		}
+		o.entries[string(e.key)] = e
+	}
+	if ok {
+		o.cache(e, v, valuePresent)
+		return bytes.Clone(v), true, nil
+	}
+	o.cache(e, nil, valueAbsent)
+	return nil, false, nil
+}
+
+// cache records the committed value of e's key, evicting to stay within
+// the budget.
+func (o *Overlay) cache(e *entry, v []byte, st uint8) {
+	if e.cachedState != notCached {
+		o.budget.used -= e.size()
+	}
+	e.cached, e.cachedState = v, st
+	o.budget.used += e.size()
+	if o.budget.used <= o.budget.limit {
+		return
+	}
+	target := o.budget.limit - o.budget.limit/8
+	for k, x := range o.entries {
+		if o.budget.used <= target {
+			break
+		}
+		o.uncache(k, x)
+	}
+}
+
+// uncache forgets the cached value of x (stored under k), and x itself if
+// it has no pending write.
+func (o *Overlay) uncache(k string, x *entry) {
+	if x.cachedState == notCached {
+		return
+	}
+	o.budget.used -= x.size()
+	x.cached, x.cachedState = nil, notCached
+	if x.write == noWrite {
+		delete(o.entries, k)
+	}
 }
 
 // Put records a pending put of value under key. It copies both slices. A nil
 // value is stored as an empty value.
 func (o *Overlay) Put(key, value []byte) error {
-	k := bytes.Clone(key)
-	if k == nil {
-		k = []byte{}
-	}
 	v := bytes.Clone(value)
 	if v == nil {
 		v = []byte{}
 	}
-	o.pending[string(k)] = Write{Key: k, Value: v}
-	o.sorted = nil
+	o.write(key, v, putWrite)
 	return nil
 }
 
@@ -93,13 +214,73 @@ func (o *Overlay) Put(key, value []byte) error {
 // recorded whether or not the base holds key, so it counts in Pending and
 // appears in Writes.
 func (o *Overlay) Delete(key []byte) error {
-	k := bytes.Clone(key)
-	if k == nil {
-		k = []byte{}
-	}
-	o.pending[string(k)] = Write{Key: k, Delete: true}
-	o.sorted = nil
+	o.write(key, nil, deleteWrite)
 	return nil
+}
+
+func (o *Overlay) write(key, v []byte, kind uint8) {
+	e := o.entries[string(key)]
+	if e == nil {
+		e = &entry{key: bytes.Clone(key)}
+		if e.key == nil {
+			e.key = []byte{}
+		}
+		o.entries[string(e.key)] = e
+	}
+	if e.write == noWrite {
+		o.dirty = append(o.dirty, e)
+	}
+	e.pending, e.write = v, kind
+	o.sorted = nil
+}
+
+// Applied tells the overlay that its pending writes were applied to the base
+// by the caller (for example with [DB.Commit]): they become cached committed
+// values, and the pending set is empty again. The slices of earlier Writes
+// and UnorderedWrites results stay valid. Without a cache, Applied is
+// Discard.
+func (o *Overlay) Applied() {
+	if o.budget == nil {
+		o.Discard()
+		return
+	}
+	for _, e := range o.dirty {
+		v, kind := e.pending, e.write
+		e.pending, e.write = nil, noWrite
+		// Caching may evict e itself (or entries handled earlier in this
+		// loop): they are then simply not cached.
+		if kind == putWrite {
+			o.cache(e, v, valuePresent)
+		} else {
+			o.cache(e, nil, valueAbsent)
+		}
+	}
+	clear(o.dirty)
+	o.dirty, o.sorted = o.dirty[:0], nil
+}
+
+// ResetCache empties the cache of committed values and returns its memory
+// to the budget. Call it after the base was written to other than through
+// the overlay, and when dropping an overlay whose budget lives on.
+func (o *Overlay) ResetCache() {
+	if o.budget == nil {
+		return
+	}
+	for k, e := range o.entries {
+		o.uncache(k, e)
+	}
+}
+
+// UnorderedWrites returns the pending writes, one per key, in the order the
+// keys were first written since the last Commit, Applied or Discard, in a
+// new slice. Unlike Writes it does not sort; the key and value slices are
+// shared with the overlay and must not be modified.
+func (o *Overlay) UnorderedWrites() []Write {
+	ws := make([]Write, len(o.dirty))
+	for i, e := range o.dirty {
+		ws[i] = e.asWrite()
+	}
+	return ws
 }
 
 // Range returns an iterator over the keys in [start, end) of the merged view:
@@ -155,18 +336,15 @@ func searchWrites(ws []Write, key []byte) (int, bool) {
 
 // Pending returns the number of keys with a pending write (puts and
 // tombstones).
-func (o *Overlay) Pending() int { return len(o.pending) }
+func (o *Overlay) Pending() int { return len(o.dirty) }
 
 // Writes returns the pending writes in ascending key order, one per key. The
 // slice and the slices it refers to are shared with the overlay: they are
 // valid until the next Put, Delete, Commit or Discard, and must not be
 // modified. Sorting costs O(n log n) on the first call after a write.
 func (o *Overlay) Writes() []Write {
-	if o.sorted == nil && len(o.pending) > 0 {
-		ws := make([]Write, 0, len(o.pending))
-		for _, w := range o.pending {
-			ws = append(ws, w)
-		}
+	if o.sorted == nil && len(o.dirty) > 0 {
+		ws := o.UnorderedWrites()
 		slices.SortFunc(ws, func(a, b Write) int { return bytes.Compare(a.Key, b.Key) })
 		o.sorted = ws
 	}
@@ -174,7 +352,8 @@ func (o *Overlay) Writes() []Write {
 }
 
 // Commit applies the pending writes to the base in ascending key order and
-// then clears them. If the base implements [BatchApplier], Commit hands it
+// then clears them (with a cache, they become cached committed values, as
+// after [Overlay.Applied]). If the base implements [BatchApplier], Commit hands it
 // all the writes in one ApplyBatch call; otherwise it calls Put or Delete on
 // the base once per write. Commit with no pending writes does nothing.
 //
@@ -203,14 +382,20 @@ func (o *Overlay) Commit() error {
 			}
 		}
 	}
-	o.Discard()
+	o.Applied()
 	return nil
 }
 
 // Discard drops the pending writes. The base is not touched.
 func (o *Overlay) Discard() {
-	clear(o.pending)
-	o.sorted = nil
+	for _, e := range o.dirty {
+		e.pending, e.write = nil, noWrite
+		if e.cachedState == notCached {
+			delete(o.entries, string(e.key))
+		}
+	}
+	clear(o.dirty)
+	o.dirty, o.sorted = o.dirty[:0], nil
 }
 
 // overlayIter merges a base iterator with a sorted snapshot of pending writes.

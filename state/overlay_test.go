@@ -580,7 +580,27 @@ func TestOverlayIteratorBaseError(t *testing.T) {
 // TestOverlayModel checks an overlay against a plain MemKV that receives the
 // same writes directly, over random operations on a small key space that
 // includes the empty key, 0x00 and 0xff.
+// TestOverlayModel runs random operations on an overlay and on a plain KV
+// (the model) and compares every read: without a cache, with a cache that
+// holds everything, and with one so small that it evicts all the time.
 func TestOverlayModel(t *testing.T) {
+	t.Run("uncached", func(t *testing.T) {
+		base := state.NewMemKV()
+		testOverlayModel(t, base, state.NewOverlay(base), nil, 0)
+	})
+	t.Run("cached", func(t *testing.T) {
+		base := state.NewMemKV()
+		b := state.NewCacheBudget(1 << 20)
+		testOverlayModel(t, base, state.NewCachedOverlay(base, b), b, 1<<20)
+	})
+	t.Run("evicting", func(t *testing.T) {
+		base := state.NewMemKV()
+		b := state.NewCacheBudget(300) // a handful of entries
+		testOverlayModel(t, base, state.NewCachedOverlay(base, b), b, 300)
+	})
+}
+
+func testOverlayModel(t *testing.T, base state.KV, o *state.Overlay, budget *state.CacheBudget, limit int64) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	alphabet := []byte{0x00, 'a', 'b', 0xff}
 	randKey := func() []byte {
@@ -596,10 +616,11 @@ func TestOverlayModel(t *testing.T) {
 		}
 		return k
 	}
-	base := state.NewMemKV()
 	model := state.NewMemKV()
-	o := state.NewOverlay(base)
 	for step := range 5000 {
+		if budget != nil && budget.Used() > limit {
+			t.Fatalf("step %d: cache uses %d bytes, over its budget", step, budget.Used())
+		}
 		switch op := rng.IntN(100); {
 		case op < 40:
 			k, v := randKey(), fmt.Appendf(nil, "v%d", step)
@@ -638,12 +659,33 @@ func TestOverlayModel(t *testing.T) {
 			if got, want := collect(t, it1), collect(t, it2); !slices.Equal(got, want) {
 				t.Fatalf("step %d: PrefixScan(%q) = %q, model %q", step, p, got, want)
 			}
-		case op < 96:
+		case op < 93:
 			if err := o.Commit(); err != nil {
 				t.Fatal(err)
 			}
 			if got, want := contents(t, base), contents(t, model); !slices.Equal(got, want) {
 				t.Fatalf("step %d: base after Commit = %q, model %q", step, got, want)
+			}
+		case op < 96:
+			// The runtime's way: apply the writes to the base itself, in
+			// no particular order, then tell the overlay.
+			for _, w := range o.UnorderedWrites() {
+				var err error
+				if w.Delete {
+					err = base.Delete(w.Key)
+				} else {
+					err = base.Put(w.Key, w.Value)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			o.Applied()
+			if o.Pending() != 0 {
+				t.Fatalf("step %d: %d pending writes after Applied", step, o.Pending())
+			}
+			if got, want := contents(t, base), contents(t, model); !slices.Equal(got, want) {
+				t.Fatalf("step %d: base after Applied = %q, model %q", step, got, want)
 			}
 		default:
 			o.Discard()
@@ -657,5 +699,101 @@ func TestOverlayModel(t *testing.T) {
 			}
 			_ = it.Close()
 		}
+	}
+}
+
+// countingKV counts the Gets that reach it.
+type countingKV struct {
+	state.KV
+	gets int
+}
+
+func (c *countingKV) Get(key []byte) ([]byte, bool, error) {
+	c.gets++
+	return c.KV.Get(key)
+}
+
+func TestOverlayCache(t *testing.T) {
+	mem := state.NewMemKV()
+	fill(t, mem, "a", "1")
+	base := &countingKV{KV: mem}
+	budget := state.NewCacheBudget(1 << 10)
+	o := state.NewCachedOverlay(base, budget)
+	get := func(key, want string, wantOK bool) {
+		t.Helper()
+		got, ok, err := o.Get([]byte(key))
+		if err != nil || ok != wantOK || string(got) != want {
+			t.Fatalf("Get(%q) = %q, %v, %v; want %q, %v", key, got, ok, err, want, wantOK)
+		}
+	}
+	// A value read once, and an absent key, are answered from the cache.
+	get("a", "1", true)
+	get("a", "1", true)
+	get("x", "", false)
+	get("x", "", false)
+	if base.gets != 2 {
+		t.Fatalf("base saw %d Gets, want 2 (one per key)", base.gets)
+	}
+	// Returned values are the caller's.
+	v, _, _ := o.Get([]byte("a"))
+	v[0] = 'X'
+	get("a", "1", true)
+	// Applied writes are cached without touching the base.
+	if err := o.Put([]byte("x"), []byte("2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Delete([]byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	o.Applied()
+	get("x", "2", true)
+	get("a", "", false)
+	if base.gets != 2 {
+		t.Fatalf("base saw %d Gets after Applied, want still 2", base.gets)
+	}
+	// Discarded writes never reach the cache.
+	if err := o.Put([]byte("x"), []byte("3")); err != nil {
+		t.Fatal(err)
+	}
+	o.Discard()
+	get("x", "2", true)
+	// A write to the base behind the overlay's back is seen only after
+	// ResetCache, which also returns the cache's memory.
+	if err := mem.Put([]byte("x"), []byte("9")); err != nil {
+		t.Fatal(err)
+	}
+	get("x", "2", true)
+	if budget.Used() == 0 {
+		t.Fatal("budget reports nothing used with cached entries")
+	}
+	o.ResetCache()
+	if budget.Used() != 0 {
+		t.Fatalf("budget reports %d bytes used after ResetCache, want 0", budget.Used())
+	}
+	get("x", "9", true)
+	if base.gets != 3 {
+		t.Fatalf("base saw %d Gets, want 3", base.gets)
+	}
+	// Filling the cache past its budget evicts: memory stays bounded and
+	// every key still reads right.
+	for i := range 200 {
+		k := fmt.Appendf(nil, "k%03d", i)
+		if err := o.Put(k, k); err != nil {
+			t.Fatal(err)
+		}
+		if err := o.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		if budget.Used() > 1<<10 {
+			t.Fatalf("after %d keys the cache uses %d bytes, over its 1024", i+1, budget.Used())
+		}
+	}
+	before := base.gets
+	for i := range 200 {
+		k := fmt.Sprintf("k%03d", i)
+		get(k, k, true)
+	}
+	if base.gets == before {
+		t.Fatal("200 keys in a 1 KiB cache: expected some Gets to miss it")
 	}
 }
