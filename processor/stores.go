@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -49,19 +50,71 @@ func (p *Processor) openState() (*state.DB, error) {
 
 // storeKV is one task's view of one store: an overlay of the transaction's
 // pending writes, with a cache of committed values, over the instance's
-// database. The changelog records are produced when the transaction ends,
-// one per written key.
+// database.
+//
+// The changelog record of a key's first write in a transaction is produced
+// right away, so changelog records flow with the outputs instead of in a
+// burst at commit. A key written again in the same transaction is noted,
+// and its final value is produced once more when the transaction ends: the
+// changelog gets one record per written key, two for rewritten ones, and
+// the last one per key in the partition is always the committed value.
 type storeKV struct {
 	*state.Overlay
+	w     *worker
 	key   storeKey
 	topic string // changelog
 	// acked is the promise of this store-partition's changelog records:
 	// it records the highest acknowledged offset (made once, not per record).
 	acked func(*kgo.Record, error)
-	// writes are the pending writes as sent to the changelog, kept for
-	// applyStores; nil until produceChangelogs ran.
-	writes []state.Write
+	// rewritten are keys written again after their first changelog record
+	// in this transaction (possibly repeated).
+	rewritten [][]byte
 }
+
+// Put writes to the overlay and logs the write (see storeKV).
+func (s *storeKV) Put(key, value []byte) error {
+	n := s.Pending()
+	if err := s.Overlay.Put(key, value); err != nil {
+		return err
+	}
+	return s.logWrite(key, n)
+}
+
+// Delete writes a tombstone to the overlay and logs it (see storeKV).
+func (s *storeKV) Delete(key []byte) error {
+	n := s.Pending()
+	if err := s.Overlay.Delete(key); err != nil {
+		return err
+	}
+	return s.logWrite(key, n)
+}
+
+// logWrite produces the changelog record of a key's first write in the
+// transaction (pendingBefore is Pending before the write), or notes the key
+// for the end of the transaction.
+func (s *storeKV) logWrite(key []byte, pendingBefore int) error {
+	if s.Pending() == pendingBefore {
+		s.rewritten = append(s.rewritten, bytes.Clone(key))
+		return nil
+	}
+	wr, _ := s.Newest()
+	if err := s.w.beforeSend(); err != nil {
+		return &envError{err}
+	}
+	s.produce(wr)
+	return nil
+}
+
+func (s *storeKV) produce(wr state.Write) {
+	r := &kgo.Record{Topic: s.topic, Partition: s.key.task.Partition, Key: wr.Key, Value: wr.Value}
+	if wr.Delete {
+		r.Value = nil
+	}
+	s.w.cl.Produce(context.Background(), r, s.acked)
+}
+
+// resetTxn drops what the transaction noted.
+func (s *storeKV) resetTxn() { s.rewritten = s.rewritten[:0] }
 
 // stateTracker holds the stores of a worker's tasks and the changelog
 // offsets their pending writes reached.
@@ -157,6 +210,7 @@ func (w *worker) store(name string, id topology.TaskID) (state.KV, error) {
 	s, ok := w.state.stores[k]
 	if !ok {
 		s = &storeKV{
+			w:       w,
 			Overlay: state.NewCachedOverlay(settledKV{kv: w.state.db.KV(name, id.Partition), st: &w.state}, w.state.budget),
 			key:     k,
 			topic:   w.p.ChangelogTopic(name),
@@ -177,26 +231,29 @@ func (w *worker) store(name string, id topology.TaskID) (state.KV, error) {
 	return s, nil
 }
 
-// produceChangelogs sends one changelog record per pending write of every
-// store (a tombstone for a delete), inside the open transaction.
-func (w *worker) produceChangelogs() error {
+// produceChangelogs sends the final value of every key written more than
+// once in the transaction (the first writes went out already).
+func (w *worker) produceChangelogs() {
+	var seen map[string]bool
 	for _, s := range w.state.stores {
-		if s.Pending() == 0 {
+		if len(s.rewritten) == 0 {
 			continue
 		}
-		if err := w.beforeSend(); err != nil {
-			return err
+		if seen == nil {
+			seen = map[string]bool{}
 		}
-		s.writes = s.UnorderedWrites()
-		for _, wr := range s.writes {
-			r := &kgo.Record{Topic: s.topic, Partition: s.key.task.Partition, Key: wr.Key, Value: wr.Value}
-			if wr.Delete {
-				r.Value = nil
+		clear(seen)
+		for _, k := range s.rewritten {
+			if seen[string(k)] {
+				continue
 			}
-			w.cl.Produce(context.Background(), r, s.acked)
+			seen[string(k)] = true
+			if wr, ok := s.PendingWrite(k); ok {
+				s.produce(wr)
+			}
 		}
+		s.resetTxn()
 	}
-	return nil
 }
 
 // applyStores hands the pending writes, together with the changelog offsets
@@ -217,10 +274,7 @@ func (w *worker) applyStores() error {
 		if s.Pending() == 0 {
 			continue
 		}
-		if s.writes == nil {
-			s.writes = s.UnorderedWrites()
-		}
-		c.Add(k.name, k.task.Partition, s.writes)
+		c.Add(k.name, k.task.Partition, s.UnorderedWrites())
 		if off, ok := w.state.offsets[k]; ok {
 			c.SetCheckpoint(k.name, k.task.Partition, off)
 		}
@@ -228,7 +282,6 @@ func (w *worker) applyStores() error {
 	clear(w.state.offsets)
 	w.state.mu.Unlock()
 	for _, s := range w.state.stores {
-		s.writes = nil
 		s.Applied()
 	}
 	if c.Empty() {
@@ -250,7 +303,7 @@ func (w *worker) applyStores() error {
 // discardStores drops the pending writes of an aborted transaction.
 func (w *worker) discardStores() {
 	for _, s := range w.state.stores {
-		s.writes = nil
+		s.resetTxn()
 		s.Discard()
 	}
 	w.state.mu.Lock()

@@ -132,9 +132,7 @@ func (w *worker) endTxnWithin(want kgo.TransactionEndTry, limit time.Duration) e
 	defer cancel()
 	defer w.timeCommit(time.Now())
 	if want == kgo.TryCommit {
-		if err := w.produceChangelogs(); err != nil {
-			return err
-		}
+		w.produceChangelogs()
 	}
 	if err := w.cl.Flush(ctx); err != nil {
 		return fmt.Errorf("processor: flush transaction %s: %w", w.txnID, err)

@@ -98,9 +98,7 @@ func (w *worker) commitPlain(dirty bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	defer w.timeCommit(time.Now())
-	if err := w.produceChangelogs(); err != nil {
-		return err
-	}
+	w.produceChangelogs()
 	if err := w.cl.Flush(ctx); err != nil {
 		return fmt.Errorf("processor: flush: %w", err)
 	}

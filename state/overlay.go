@@ -271,6 +271,28 @@ func (o *Overlay) ResetCache() {
 	}
 }
 
+// Newest returns the pending write of the key most recently added to the
+// pending set (by a Put or Delete of a key that had no pending write), and
+// false if the set is empty. Comparing Pending before and after a write
+// tells whether it added a key. The slices are shared with the overlay and
+// must not be modified.
+func (o *Overlay) Newest() (Write, bool) {
+	if len(o.dirty) == 0 {
+		return Write{}, false
+	}
+	return o.dirty[len(o.dirty)-1].asWrite(), true
+}
+
+// PendingWrite returns the pending write of key, and false if key has
+// none. The slices are shared with the overlay and must not be modified.
+func (o *Overlay) PendingWrite(key []byte) (Write, bool) {
+	e := o.entries[string(key)]
+	if e == nil || e.write == noWrite {
+		return Write{}, false
+	}
+	return e.asWrite(), true
+}
+
 // UnorderedWrites returns the pending writes, one per key, in the order the
 // keys were first written since the last Commit, Applied or Discard, in a
 // new slice. Unlike Writes it does not sort; the key and value slices are

@@ -797,3 +797,49 @@ func TestOverlayCache(t *testing.T) {
 		t.Fatal("200 keys in a 1 KiB cache: expected some Gets to miss it")
 	}
 }
+
+func TestOverlayNewestAndPendingWrite(t *testing.T) {
+	o := state.NewOverlay(state.NewMemKV())
+	if _, ok := o.Newest(); ok {
+		t.Fatal("Newest on an empty overlay reported a write")
+	}
+	steps := []struct {
+		op, key, val string
+		pending      int    // Pending after the step
+		newest       string // writesOf(Newest) after the step
+	}{
+		{"put", "a", "1", 1, "a=1"},
+		{"put", "b", "2", 2, "b=2"},
+		{"put", "a", "3", 2, "b=2"}, // a rewrite adds no key
+		{"del", "c", "", 3, "c!"},
+		{"del", "b", "", 3, "c!"},
+	}
+	for i, s := range steps {
+		var err error
+		if s.op == "put" {
+			err = o.Put([]byte(s.key), []byte(s.val))
+		} else {
+			err = o.Delete([]byte(s.key))
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, ok := o.Newest()
+		if got := writesOf([]state.Write{w}); o.Pending() != s.pending || !ok || got[0] != s.newest {
+			t.Fatalf("step %d: Pending %d, Newest %q (%v); want %d, %q", i, o.Pending(), got, ok, s.pending, s.newest)
+		}
+	}
+	for key, want := range map[string]string{"a": "a=3", "b": "b!", "c": "c!"} {
+		w, ok := o.PendingWrite([]byte(key))
+		if got := writesOf([]state.Write{w}); !ok || got[0] != want {
+			t.Fatalf("PendingWrite(%q) = %q, %v; want %q", key, got, ok, want)
+		}
+	}
+	if _, ok := o.PendingWrite([]byte("zz")); ok {
+		t.Fatal("PendingWrite reported a write for a key never written")
+	}
+	o.Discard()
+	if _, ok := o.Newest(); ok {
+		t.Fatal("Newest after Discard reported a write")
+	}
+}
