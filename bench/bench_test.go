@@ -77,6 +77,21 @@ func TestQuickConfigurations(t *testing.T) {
 	}
 }
 
+func TestLatencyFlags(t *testing.T) {
+	cfg, err := parseSuiteFlags([]string{"--brokers", "b:9092", "--latency-rate", "20000"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.latencyRate != 20000 || cfg.latencyFrac != 0.5 {
+		t.Errorf("--latency-rate 20000: rate %v, fraction %v; want 20000 and the default 0.5", cfg.latencyRate, cfg.latencyFrac)
+	}
+	for _, args := range [][]string{{"--latency-rate", "-1"}, {"--latency-fraction", "0"}, {"--latency-fraction", "1.5"}} {
+		if _, err := parseSuiteFlags(append([]string{"--brokers", "b:9092"}, args...)); err == nil {
+			t.Errorf("%v: accepted", args)
+		}
+	}
+}
+
 func fixedResults() []Result {
 	nan := num(math.NaN())
 	mk := func(sys, wl, g string, ms int64, rps, p99 float64) Result {

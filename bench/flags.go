@@ -48,6 +48,7 @@ type suiteConfig struct {
 	partitions  int
 	keys        int
 	latencyFrac float64
+	latencyRate float64 // records/s for every configuration; 0: latencyFrac of each one's throughput
 	latencyDur  time.Duration
 	targetSecs  float64 // wanted length of the throughput phase
 }
@@ -80,6 +81,7 @@ with scripts/kafka-local.sh and stops it at the end.
 	fs.IntVar(&c.partitions, "partitions", 4, "partitions of the input and output topics")
 	fs.IntVar(&c.keys, "keys", 100_000, "distinct input keys (w000000, w000001, ...)")
 	fs.Float64Var(&c.latencyFrac, "latency-fraction", 0.5, "latency phase rate as a fraction of the measured maximum throughput")
+	fs.Float64Var(&c.latencyRate, "latency-rate", 0, "latency phase rate in records/s for every configuration, so systems are compared at equal load (default 0: use --latency-fraction)")
 	fs.DurationVar(&c.latencyDur, "latency-duration", 0, "length of the paced latency phase (default 10s; --quick 3s)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -145,6 +147,9 @@ with scripts/kafka-local.sh and stops it at the end.
 	}
 	if c.keys < 1 || c.keys > 1_000_000 {
 		errs = append(errs, fmt.Errorf("--keys must be 1 to 1,000,000 (keys are w%%06d), got %d", c.keys))
+	}
+	if c.latencyRate < 0 {
+		errs = append(errs, fmt.Errorf("--latency-rate must not be negative, got %v", c.latencyRate))
 	}
 	if c.latencyFrac <= 0 || c.latencyFrac > 1 {
 		errs = append(errs, fmt.Errorf("--latency-fraction must be in (0, 1], got %v", c.latencyFrac))

@@ -105,15 +105,16 @@ func summarize(rc runConfig, n int, samples []sample) Result {
 
 // reportMeta describes the run for the Markdown header.
 type reportMeta struct {
-	Date       string
-	Brokers    string
-	Partitions int
-	Keys       int
-	Repeats    int
-	LatencyPct float64
-	LatencyDur time.Duration
-	Quick      bool
-	Notes      []string
+	Date        string
+	Brokers     string
+	Partitions  int
+	Keys        int
+	Repeats     int
+	LatencyPct  float64
+	LatencyRate float64 // records/s for all; 0: LatencyPct of each
+	LatencyDur  time.Duration
+	Quick       bool
+	Notes       []string
 }
 
 // writeReports writes results.json and results.md into dir.
@@ -174,19 +175,23 @@ func renderMarkdown(meta reportMeta, results []Result) string {
 	w("- broker: %s; %d partitions per topic; %d distinct keys\n", meta.Brokers, meta.Partitions, meta.Keys)
 	w("- host: %s/%s, %d CPUs (the systems, the broker and the measuring process share them)\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU())
 	w("- each figure is the median of %d repeat(s); records/s shows min–max\n", meta.Repeats)
-	w("- latency: paced phase at %.0f%% of the configuration's measured throughput for %v; input timestamp to read_committed visibility\n\n", meta.LatencyPct, meta.LatencyDur)
+	if meta.LatencyRate > 0 {
+		w("- latency: paced phase at %.0f records/s for every configuration (equal load) for %v; input timestamp to read_committed visibility\n\n", meta.LatencyRate, meta.LatencyDur)
+	} else {
+		w("- latency: paced phase at %.0f%% of the configuration's measured throughput for %v; input timestamp to read_committed visibility\n\n", meta.LatencyPct, meta.LatencyDur)
+	}
 	for _, n := range meta.Notes {
 		w("> note: %s\n\n", n)
 	}
 
 	w("## All configurations\n\n")
-	w("| system | workload | guarantee | commit | value | records | records/s (min–max) | MB/s | startup s | p50 ms | p99 ms | max ms | CPU s | RSS MiB |\n")
-	w("|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	w("| system | workload | guarantee | commit | value | records | records/s (min–max) | MB/s | startup s | paced rec/s | p50 ms | p99 ms | max ms | CPU s | RSS MiB |\n")
+	w("|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range results {
-		w("| %s | %s | %s | %s | %s | %d | %s (%s–%s) | %s | %s | %s | %s | %s | %s | %s |\n",
+		w("| %s | %s | %s | %s | %s | %d | %s (%s–%s) | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			r.System, r.Workload, r.Guarantee, intervalLabel(r.CommitIntervalMS), sizeLabel(r.ValueBytes), r.Records,
 			f(r.RecordsPerSec, 0), f(r.RecordsPerSecMin, 0), f(r.RecordsPerSecMax, 0), f(r.MBPerSec, 1), f(r.StartupS, 1),
-			f(r.P50MS, 1), f(r.P99MS, 1), f(r.MaxMS, 1), f(r.CPUS, 1), f(r.RSSMB, 0))
+			f(r.LatencyRate, 0), f(r.P50MS, 1), f(r.P99MS, 1), f(r.MaxMS, 1), f(r.CPUS, 1), f(r.RSSMB, 0))
 	}
 
 	w("\n## Exactly-once / at-least-once\n\n")

@@ -195,15 +195,16 @@ func (s *suite) logf(format string, args ...any) {
 
 func (s *suite) meta() reportMeta {
 	return reportMeta{
-		Date:       s.started.Format(time.RFC3339),
-		Brokers:    s.brokers,
-		Partitions: s.cfg.partitions,
-		Keys:       s.cfg.keys,
-		Repeats:    s.cfg.repeat,
-		LatencyPct: s.cfg.latencyFrac * 100,
-		LatencyDur: s.cfg.latencyDur,
-		Quick:      s.cfg.quick,
-		Notes:      s.notes,
+		Date:        s.started.Format(time.RFC3339),
+		Brokers:     s.brokers,
+		Partitions:  s.cfg.partitions,
+		Keys:        s.cfg.keys,
+		Repeats:     s.cfg.repeat,
+		LatencyPct:  s.cfg.latencyFrac * 100,
+		LatencyRate: s.cfg.latencyRate,
+		LatencyDur:  s.cfg.latencyDur,
+		Quick:       s.cfg.quick,
+		Notes:       s.notes,
 	}
 }
 
@@ -342,6 +343,9 @@ func (s *suite) runOnce(ctx context.Context, rc runConfig, n int, tag string) (s
 	// The latency phase: a paced producer at a fraction of the measured
 	// maximum, the reader timing every result stamped after the mark.
 	sm.latencyRate = s.cfg.latencyFrac * sm.rps
+	if s.cfg.latencyRate > 0 {
+		sm.latencyRate = s.cfg.latencyRate
+	}
 	mark := time.Now()
 	rr.startLatency(mark)
 	s.logf("%s: latency phase: %.0f records/s for %v", tag, sm.latencyRate, s.cfg.latencyDur)
