@@ -135,7 +135,7 @@ func defaultCfg() cfg {
 		// replayed from the changelog; fsyncing every transaction would buy
 		// nothing but latency.
 		stateOpts:       state.Options{Sync: state.NoSync},
-		storeCacheBytes: 64 << 20,
+		storeCacheBytes: 32 << 20,
 	}
 }
 
@@ -237,9 +237,11 @@ func StateDir(dir string) Opt { return optFunc(func(c *cfg) { c.stateDir = dir }
 func StateOptions(o state.Options) Opt { return optFunc(func(c *cfg) { c.stateOpts = o }) }
 
 // StoreCacheBytes bounds the memory the instance spends caching committed
-// store values in front of Pebble (key and value bytes plus about 64 bytes
+// store values in front of Pebble (key and value bytes plus about 128 bytes
 // per entry), shared evenly by its workers. Reads of cached keys skip
-// Pebble. The default is 64 MiB; 0 turns the cache off. Kafka Streams'
+// Pebble. The default is 32 MiB (about 200,000 small keys); 0 turns the
+// cache off. Like any Go heap, the process may use up to twice that
+// between garbage collections. Kafka Streams'
 // statestore.cache.max.bytes is the closest setting, though that cache
 // also delays writes and this one does not.
 func StoreCacheBytes(n int64) Opt { return optFunc(func(c *cfg) { c.storeCacheBytes = n }) }

@@ -94,7 +94,7 @@ func (e *entry) asWrite() Write {
 
 // cacheEntryOverhead approximates what a cached key costs besides its key
 // and value bytes (map slot, entry, slice headers).
-const cacheEntryOverhead = 96
+const cacheEntryOverhead = 128
 
 // CacheBudget bounds the memory of the caches of several overlays (for
 // example every store of one worker). When caching a value takes the
