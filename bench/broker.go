@@ -52,14 +52,16 @@ type localBroker struct {
 // file of its own, so it never touches a broker someone else started.
 func startLocalBroker(ctx context.Context, root string) (*localBroker, string, error) {
 	port := 0
-	for _, p := range []int{39092, 39192, 39292, 39392} {
+	// Below Linux's ephemeral range (32768-60999): a port in it can be
+	// taken by an outgoing connection between the check and the bind.
+	for _, p := range []int{21092, 21192, 21292, 21392} {
 		if portsFree(p, p+100) {
 			port = p
 			break
 		}
 	}
 	if port == 0 {
-		return nil, "", errors.New("local broker: no free port among 39092..39392")
+		return nil, "", errors.New("local broker: no free port among 21092..21392")
 	}
 	lb := &localBroker{
 		script:    filepath.Join(root, "scripts", "kafka-local.sh"),
