@@ -136,20 +136,40 @@ func NewCachedOverlay(base KV, budget *CacheBudget) *Overlay {
 // it has a pending delete, then tries the cache, and otherwise returns the
 // base's value. The returned value is owned by the caller.
 func (o *Overlay) Get(key []byte) ([]byte, bool, error) {
+	v, ok, shared, err := o.lookup(key)
+	if ok && shared {
+		v = bytes.Clone(v)
+	}
+	return v, ok, err
+}
+
+var _ Viewer = (*Overlay)(nil)
+
+// GetView is Get without the copy (see [Viewer]): the value may be shared
+// with the overlay's pending writes or cache, which never modify it, and
+// must not be modified.
+func (o *Overlay) GetView(key []byte) ([]byte, bool, error) {
+	v, ok, _, err := o.lookup(key)
+	return v, ok, err
+}
+
+// lookup finds key's value; shared reports that the overlay keeps a
+// reference to it (else it is the base's copy, and nobody else's).
+func (o *Overlay) lookup(key []byte) (v []byte, ok, shared bool, err error) {
 	e := o.entries[string(key)]
 	if e != nil {
 		switch {
 		case e.write == putWrite:
-			return bytes.Clone(e.pending), true, nil
+			return e.pending, true, true, nil
 		case e.write == deleteWrite, e.cachedState == valueAbsent:
-			return nil, false, nil
+			return nil, false, false, nil
 		case e.cachedState == valuePresent:
-			return bytes.Clone(e.cached), true, nil
+			return e.cached, true, true, nil
 		}
 	}
-	v, ok, err := o.base.Get(key)
+	v, ok, err = o.base.Get(key)
 	if err != nil || o.budget == nil {
-		return v, ok, err
+		return v, ok, false, err
 	}
 	if e == nil {
 		e = &entry{key: bytes.Clone(key)}
@@ -160,10 +180,10 @@ func (o *Overlay) Get(key []byte) ([]byte, bool, error) {
 	}
 	if ok {
 		o.cache(e, v, valuePresent)
-		return bytes.Clone(v), true, nil
+		return v, true, true, nil
 	}
 	o.cache(e, nil, valueAbsent)
-	return nil, false, nil
+	return nil, false, false, nil
 }
 
 // cache records the committed value of e's key, evicting to stay within

@@ -645,6 +645,10 @@ func testOverlayModel(t *testing.T, base state.KV, o *state.Overlay, budget *sta
 			if err1 != nil || err2 != nil || gotOK != wantOK || string(got) != string(want) {
 				t.Fatalf("step %d: Get(%q) = %q, %v, %v; model %q, %v, %v", step, k, got, gotOK, err1, want, wantOK, err2)
 			}
+			view, viewOK, err3 := o.GetView(k)
+			if err3 != nil || viewOK != wantOK || string(view) != string(want) {
+				t.Fatalf("step %d: GetView(%q) = %q, %v, %v; model %q, %v", step, k, view, viewOK, err3, want, wantOK)
+			}
 		case op < 80:
 			start, end := maybeNil(randKey()), maybeNil(randKey())
 			it1, _ := o.Range(start, end)

@@ -47,6 +47,14 @@ type Iterator interface {
 	Close() error
 }
 
+// Viewer is implemented by a KV that can return a stored value without
+// copying it. The slice GetView returns is valid only until the next call
+// on the KV, and must not be modified. The typed store uses it for Get,
+// since a Codec must not retain what it decodes.
+type Viewer interface {
+	GetView(key []byte) (value []byte, ok bool, err error)
+}
+
 // Codec serializes and deserializes values of type T for a store.
 // topology.Serde[T] satisfies it.
 type Codec[T any] interface {
@@ -97,12 +105,14 @@ type KeyValueIterator[K, V any] interface {
 // with key and values with value. The store keeps no state of its own: every
 // call goes to kv.
 func NewKeyValueStore[K, V any](name string, kv KV, key Codec[K], value Codec[V]) KeyValueStore[K, V] {
-	return &typedStore[K, V]{name: name, kv: kv, key: key, value: value}
+	view, _ := kv.(Viewer)
+	return &typedStore[K, V]{name: name, kv: kv, view: view, key: key, value: value}
 }
 
 type typedStore[K, V any] struct {
 	name  string
 	kv    KV
+	view  Viewer // kv, if it is one
 	key   Codec[K]
 	value Codec[V]
 }
@@ -123,7 +133,13 @@ func (s *typedStore[K, V]) Get(key K) (V, bool, error) {
 	if err != nil {
 		return zero, false, err
 	}
-	vb, ok, err := s.kv.Get(kb)
+	var vb []byte
+	var ok bool
+	if s.view != nil {
+		vb, ok, err = s.view.GetView(kb)
+	} else {
+		vb, ok, err = s.kv.Get(kb)
+	}
 	if err != nil {
 		return zero, false, fmt.Errorf("state: store %q: get: %w", s.name, err)
 	}

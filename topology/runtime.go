@@ -9,11 +9,14 @@ import (
 )
 
 // instance is a node's per-task runtime form. Records travel between nodes
-// boxed in an any holding a Record[K, V]; Build checked that every edge
-// carries the types its child expects.
+// by value as Record[K, V]: deliver holds a func(Record[K, V]) error for the
+// node's input types, and each parent asserts its children's deliver
+// functions to its own output types once (Build checked that every edge
+// carries the types its child expects). Boxing every record in an interface
+// instead would cost an allocation per record per edge.
 type instance struct {
 	ingest  func(raw RawRecord) error // sources
-	deliver func(rec any) error       // processors and sinks
+	deliver any                       // processors and sinks: func(Record[K, V]) error
 	init    func() error              // processors
 	close   func() error              // processors
 }
@@ -21,12 +24,40 @@ type instance struct {
 // fanout is the set of children of one node in one task.
 type fanout struct {
 	names   []string
-	targets []func(rec any) error
+	targets []any // the children's deliver functions
+}
+
+// outputs is a parent's typed view of its fanout, resolved on first use
+// (NewTask fills the fanout after creating every instance).
+type outputs[K, V any] struct {
+	f   *fanout
+	fns []func(Record[K, V]) error
+	err error // a child whose input type is not Record[K, V]
+}
+
+func (o *outputs[K, V]) resolve() error {
+	if o.fns != nil || o.err != nil {
+		return o.err
+	}
+	fns := make([]func(Record[K, V]) error, len(o.f.targets))
+	for i, t := range o.f.targets {
+		fn, ok := t.(func(Record[K, V]) error)
+		if !ok {
+			o.err = fmt.Errorf("topology: child %q does not take a %s", o.f.names[i], reflect.TypeFor[Record[K, V]]())
+			return o.err
+		}
+		fns[i] = fn
+	}
+	o.fns = fns
+	return nil
 }
 
 // all delivers rec to every child in order and stops at the first error.
-func (f *fanout) all(rec any) error {
-	for _, deliver := range f.targets {
+func (o *outputs[K, V]) all(rec Record[K, V]) error {
+	if err := o.resolve(); err != nil {
+		return err
+	}
+	for _, deliver := range o.fns {
 		if err := deliver(rec); err != nil {
 			return err
 		}
@@ -35,7 +66,8 @@ func (f *fanout) all(rec any) error {
 }
 
 func sourceInstance[K, V any](key Serde[K], value Serde[V]) instantiateFunc {
-	return func(t *Task, n *node, out *fanout) (instance, error) {
+	return func(t *Task, n *node, f *fanout) (instance, error) {
+		out := &outputs[K, V]{f: f}
 		ingest := func(raw RawRecord) error {
 			k, err := deserialize(key, raw.Key)
 			if err != nil {
@@ -71,14 +103,8 @@ func deserialize[T any](s Serde[T], b []byte) (T, error) {
 	return v, err
 }
 
-// typeMismatch reports a record of the wrong type reaching a node, which
-// Build's type check rules out.
-func typeMismatch[K, V any](rec any) error {
-	return fmt.Errorf("received a %T, want a %s", rec, reflect.TypeFor[Record[K, V]]())
-}
-
 func processorInstance[KIn, VIn, KOut, VOut any](supplier func() Processor[KIn, VIn, KOut, VOut]) instantiateFunc {
-	return func(t *Task, n *node, out *fanout) (instance, error) {
+	return func(t *Task, n *node, f *fanout) (instance, error) {
 		var proc Processor[KIn, VIn, KOut, VOut]
 		err := callProtected(func() error {
 			proc = supplier()
@@ -90,14 +116,10 @@ func processorInstance[KIn, VIn, KOut, VOut any](supplier func() Processor[KIn, 
 		if proc == nil {
 			return instance{}, fmt.Errorf("processor %q: supplier returned nil", n.name)
 		}
-		ctx := &procContext[KOut, VOut]{task: t, node: n.name, out: out, stores: n.stores}
+		ctx := &procContext[KOut, VOut]{task: t, node: n.name, out: &outputs[KOut, VOut]{f: f}, stores: n.stores}
 		name := n.name
 		return instance{
-			deliver: func(rec any) error {
-				r, ok := rec.(Record[KIn, VIn])
-				if !ok {
-					return t.processError(name, typeMismatch[KIn, VIn](rec))
-				}
+			deliver: func(r Record[KIn, VIn]) error {
 				return t.runNode(name, func() error { return proc.Process(ctx, r) })
 			},
 			init:  func() error { return proc.Init(ctx) },
@@ -107,7 +129,7 @@ func processorInstance[KIn, VIn, KOut, VOut any](supplier func() Processor[KIn, 
 }
 
 func sinkInstance[K, V any](topic string, key Serde[K], value Serde[V], partitioner func(string, K, V, int32) int32) instantiateFunc {
-	return func(t *Task, n *node, out *fanout) (instance, error) {
+	return func(t *Task, n *node, _ *fanout) (instance, error) {
 		name := n.name
 		send := func(r Record[K, V]) error {
 			kb, err := key.Serialize(r.Key)
@@ -145,11 +167,7 @@ func sinkInstance[K, V any](topic string, key Serde[K], value Serde[V], partitio
 			}
 			return nil
 		}
-		return instance{deliver: func(rec any) error {
-			r, ok := rec.(Record[K, V])
-			if !ok {
-				return t.processError(name, typeMismatch[K, V](rec))
-			}
+		return instance{deliver: func(r Record[K, V]) error {
 			return t.runNode(name, func() error { return send(r) })
 		}}, nil
 	}
@@ -159,19 +177,22 @@ func sinkInstance[K, V any](topic string, key Serde[K], value Serde[V], partitio
 type procContext[K, V any] struct {
 	task   *Task
 	node   string
-	out    *fanout
+	out    *outputs[K, V]
 	stores []string
 }
 
 func (c *procContext[K, V]) Forward(rec Record[K, V]) error { return c.out.all(rec) }
 
 func (c *procContext[K, V]) ForwardTo(child string, rec Record[K, V]) error {
-	i := slices.Index(c.out.names, child)
+	i := slices.Index(c.out.f.names, child)
 	if i < 0 {
 		return fmt.Errorf("topology: processor %q cannot forward to %q: not one of its children [%s]",
-			c.node, child, strings.Join(c.out.names, ", "))
+			c.node, child, strings.Join(c.out.f.names, ", "))
 	}
-	return c.out.targets[i](rec)
+	if err := c.out.resolve(); err != nil {
+		return err
+	}
+	return c.out.fns[i](rec)
 }
 
 func (c *procContext[K, V]) Store(name string) (any, error) {

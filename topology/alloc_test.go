@@ -1,0 +1,103 @@
+package topology_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/onceflow/onceflow/state"
+	"github.com/onceflow/onceflow/topology"
+)
+
+// discardEnv drops what a task sends and serves one cached overlay store.
+type discardEnv struct{ kv state.KV }
+
+func (e discardEnv) Send(topology.OutRecord) error    { return nil }
+func (e discardEnv) Store(string) (state.KV, error)   { return e.kv, nil }
+func (e discardEnv) Partitions(string) (int32, error) { return 4, nil }
+
+// countTask is the benchmark's wordcount: a per-key count in a store, and
+// the new count forwarded to a sink.
+func countTask(t testing.TB) (*topology.Task, *state.Overlay) {
+	t.Helper()
+	b := topology.NewBuilder()
+	topology.AddSource(b, "in", topology.StringSerde(), topology.BytesSerde(), "in")
+	topology.AddProcessor(b, "count", func() topology.Processor[string, []byte, string, int64] {
+		return topology.ProcessFunc(func(ctx topology.Context[string, int64], r topology.Record[string, []byte]) error {
+			counts, err := topology.KeyValueStoreOf[string, int64](ctx, "counts")
+			if err != nil {
+				return err
+			}
+			n, _, err := counts.Get(r.Key)
+			if err != nil {
+				return err
+			}
+			if err := counts.Put(r.Key, n+1); err != nil {
+				return err
+			}
+			return ctx.Forward(topology.Record[string, int64]{Key: r.Key, Value: n + 1, Timestamp: r.Timestamp})
+		})
+	}, "in")
+	topology.AddKeyValueStore(b, "counts", topology.StringSerde(), topology.Int64Serde(), "count")
+	topology.AddSink(b, "out", "out", topology.StringSerde(), topology.Int64Serde(), "count")
+	topo, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := state.NewCachedOverlay(state.NewMemKV(), state.NewCacheBudget(1<<30))
+	task, err := topo.NewTask(topology.TaskID{}, discardEnv{kv: o})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := task.Init(); err != nil {
+		t.Fatal(err)
+	}
+	return task, o
+}
+
+// TestProcessAllocations guards the per-record path of a stateful task:
+// records travel between nodes by value, and a store read of a cached key
+// does not copy. What is left is the serdes' own allocations (source key
+// and value, store key twice, store value, sink key and value) and the
+// overlay's copy of the written value.
+func TestProcessAllocations(t *testing.T) {
+	task, o := countTask(t)
+	keys := make([][]byte, 100)
+	for i := range keys {
+		keys[i] = fmt.Appendf(nil, "w%06d", i)
+	}
+	val := make([]byte, 100)
+	for _, k := range keys { // every key pending, then cached
+		if err := task.Process(topology.RawRecord{Topic: "in", Key: k, Value: val}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o.Applied()
+	i := 0
+	allocs := testing.AllocsPerRun(1000, func() {
+		if err := task.Process(topology.RawRecord{Topic: "in", Key: keys[i%len(keys)], Value: val}); err != nil {
+			t.Fatal(err)
+		}
+		i++
+	})
+	if allocs > 8 {
+		t.Fatalf("processing a record allocates %v times, want at most 8", allocs)
+	}
+}
+
+func BenchmarkProcessWordcount(b *testing.B) {
+	task, o := countTask(b)
+	keys := make([][]byte, 1000)
+	for i := range keys {
+		keys[i] = fmt.Appendf(nil, "w%06d", i)
+	}
+	val := make([]byte, 100)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if err := task.Process(topology.RawRecord{Topic: "in", Key: keys[i%len(keys)], Value: val}); err != nil {
+			b.Fatal(err)
+		}
+		if i%1000 == 999 {
+			o.Applied()
+		}
+	}
+}
