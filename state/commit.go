@@ -120,17 +120,19 @@ const defaultRestoreFlushBytes = 4 << 20
 
 // Restorer bulk-loads one store-partition from its changelog. Put and Delete
 // buffer writes in a Pebble batch; once the batch holds about 4 MiB the
-// Restorer applies it on its own, without a checkpoint. Flush applies what is
-// buffered together with the checkpoint. All of these batches are unsynced:
-// restoring is fast, and a crash during a restore loses at most the writes
-// since the last batch that reached disk.
+// Restorer applies it on its own, without a checkpoint, unsynced. Flush applies
+// what is buffered together with the checkpoint and syncs the write-ahead
+// log, so a restore that returned from Flush survives any crash, and the next
+// start replays only what came after it. (Without the sync, a process killed
+// right after a restore could lose the checkpoint still buffered in Pebble's
+// log writer and restore in full again.) A crash during a restore loses at
+// most the writes since the last batch that reached disk.
 //
 // Pebble replays its write-ahead log in order, so after a crash the
 // checkpoint is never ahead of the data: either the checkpoint and every
 // write before it survived, or the old checkpoint is read back and the
 // changelog is replayed from there, rewriting keys with the same final
-// values. The next synced write of the DB (any Commit under SyncOnCommit)
-// makes the restored state durable.
+// values.
 //
 // A Restorer is not safe for concurrent use. It may be used for several
 // Flushes (for example one per fetched batch of changelog records). Dropping a
@@ -188,7 +190,7 @@ func (r *Restorer) maybeFlush() error {
 	if r.batch.Len() < r.flushBytes {
 		return nil
 	}
-	if err := r.apply(); err != nil {
+	if err := r.apply(pebble.NoSync); err != nil {
 		return fmt.Errorf("state: restore %s/%d: flush: %w", r.store, r.partition, err)
 	}
 	return nil
@@ -208,14 +210,14 @@ func (r *Restorer) Flush(checkpoint int64) error {
 	if err := setCheckpoint(r.batch, r.store, r.partition, checkpoint); err != nil {
 		return fmt.Errorf("state: restore %s/%d: checkpoint: %w", r.store, r.partition, err)
 	}
-	if err := r.apply(); err != nil {
+	if err := r.apply(pebble.Sync); err != nil {
 		return fmt.Errorf("state: restore %s/%d: flush: %w", r.store, r.partition, err)
 	}
 	return nil
 }
 
-// apply commits the batch unsynced and releases it.
-func (r *Restorer) apply() error {
+// apply commits the batch and releases it.
+func (r *Restorer) apply(opts *pebble.WriteOptions) error {
 	b := r.batch
 	r.batch = nil
 	defer b.Close()
@@ -223,5 +225,5 @@ func (r *Restorer) apply() error {
 		return err
 	}
 	defer r.db.mu.RUnlock()
-	return b.Commit(pebble.NoSync)
+	return b.Commit(opts)
 }
