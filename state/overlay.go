@@ -172,11 +172,7 @@ func (o *Overlay) lookup(key []byte) (v []byte, ok, shared bool, err error) {
 		return v, ok, false, err
 	}
 	if e == nil {
-		e = &entry{key: bytes.Clone(key)}
-		if e.key == nil {
-			e.key = []byte{}
-		}
-		o.entries[string(e.key)] = e
+		e = o.newEntry(key)
 	}
 	if ok {
 		o.cache(e, v, valuePresent)
@@ -184,6 +180,16 @@ func (o *Overlay) lookup(key []byte) (v []byte, ok, shared bool, err error) {
 	}
 	o.cache(e, nil, valueAbsent)
 	return nil, false, false, nil
+}
+
+// newEntry adds an empty entry for a copy of key.
+func (o *Overlay) newEntry(key []byte) *entry {
+	e := &entry{key: bytes.Clone(key)}
+	if e.key == nil {
+		e.key = []byte{}
+	}
+	o.entries[string(e.key)] = e
+	return e
 }
 
 // cache records the committed value of e's key, evicting to stay within
@@ -241,11 +247,7 @@ func (o *Overlay) Delete(key []byte) error {
 func (o *Overlay) write(key, v []byte, kind uint8) {
 	e := o.entries[string(key)]
 	if e == nil {
-		e = &entry{key: bytes.Clone(key)}
-		if e.key == nil {
-			e.key = []byte{}
-		}
-		o.entries[string(e.key)] = e
+		e = o.newEntry(key)
 	}
 	if e.write == noWrite {
 		o.dirty = append(o.dirty, e)
