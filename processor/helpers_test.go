@@ -124,30 +124,44 @@ func committedTotal(ctx context.Context, adm *kadm.Client, group, topic string) 
 	return total, nil
 }
 
-// waitCommitted polls until group has committed at least want offsets in
-// total on topic (the sum over partitions of the next offset to consume).
-func waitCommitted(t *testing.T, seeds []string, group, topic string, want int64, within time.Duration) {
+// pollAdmin calls check every 20 ms with an admin client until it reports
+// done, failing the test after within with what the last check saw.
+func pollAdmin(t *testing.T, seeds []string, within time.Duration, what string, check func(ctx context.Context, adm *kadm.Client) (done bool, seen string)) {
 	t.Helper()
 	adm := kadm.NewClient(kafkatest.Client(t, seeds))
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	var last int64
+	last := "nothing yet"
 	for {
-		got, err := committedTotal(ctx, adm, group, topic)
-		if err == nil && got >= want {
+		done, seen := check(ctx, adm)
+		if done {
 			return
 		}
-		if err == nil {
-			last = got
+		if seen != "" {
+			last = seen
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("group %q committed %d offsets on %q within %v, want %d", group, last, topic, within, want)
+			t.Fatalf("%s: not within %v; last seen: %s", what, within, last)
 		case <-tick.C:
 		}
 	}
+}
+
+// waitCommitted polls until group has committed at least want offsets in
+// total on topic (the sum over partitions of the next offset to consume).
+func waitCommitted(t *testing.T, seeds []string, group, topic string, want int64, within time.Duration) {
+	t.Helper()
+	what := fmt.Sprintf("group %q committing %d offsets on %q", group, want, topic)
+	pollAdmin(t, seeds, within, what, func(ctx context.Context, adm *kadm.Client) (bool, string) {
+		got, err := committedTotal(ctx, adm, group, topic)
+		if err != nil {
+			return false, ""
+		}
+		return got >= want, fmt.Sprintf("%d committed", got)
+	})
 }
 
 // checkExactlyOnce asserts that out (read read_committed) holds the
@@ -180,31 +194,20 @@ func isFenced(err error) bool { return errors.Is(err, processor.ErrFenced) }
 // each assigned at least one partition.
 func waitAssigned(t *testing.T, seeds []string, group string, members int, within time.Duration) {
 	t.Helper()
-	adm := kadm.NewClient(kafkatest.Client(t, seeds))
-	ctx, cancel := context.WithTimeout(context.Background(), within)
-	defer cancel()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	last := "not described yet"
-	for {
+	what := fmt.Sprintf("group %q stable with %d members holding partitions", group, members)
+	pollAdmin(t, seeds, within, what, func(ctx context.Context, adm *kadm.Client) (bool, string) {
 		gs, err := adm.DescribeGroups(ctx, group)
-		if err == nil {
-			g := gs[group]
-			assigned := 0
-			for _, m := range g.Members {
-				if c, ok := m.Assigned.AsConsumer(); ok && len(c.Topics) > 0 {
-					assigned++
-				}
-			}
-			if g.Err == nil && g.State == "Stable" && len(g.Members) == members && assigned == members {
-				return
-			}
-			last = fmt.Sprintf("state %s, %d members, %d with partitions", g.State, len(g.Members), assigned)
+		if err != nil {
+			return false, ""
 		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("group %q: want %d members with partitions within %v; last seen: %s", group, members, within, last)
-		case <-tick.C:
+		g := gs[group]
+		assigned := 0
+		for _, m := range g.Members {
+			if c, ok := m.Assigned.AsConsumer(); ok && len(c.Topics) > 0 {
+				assigned++
+			}
 		}
-	}
+		done := g.Err == nil && g.State == "Stable" && len(g.Members) == members && assigned == members
+		return done, fmt.Sprintf("state %s, %d members, %d with partitions", g.State, len(g.Members), assigned)
+	})
 }

@@ -54,6 +54,15 @@ func countTask(t testing.TB) (*topology.Task, *state.Overlay) {
 	return task, o
 }
 
+// countInput returns n distinct keys and a 100-byte value.
+func countInput(n int) (keys [][]byte, value []byte) {
+	keys = make([][]byte, n)
+	for i := range keys {
+		keys[i] = fmt.Appendf(nil, "w%06d", i)
+	}
+	return keys, make([]byte, 100)
+}
+
 // TestProcessAllocations guards the per-record path of a stateful task:
 // records travel between nodes by value, and a store read of a cached key
 // does not copy. What is left is the serdes' own allocations (source key
@@ -61,11 +70,7 @@ func countTask(t testing.TB) (*topology.Task, *state.Overlay) {
 // overlay's copy of the written value.
 func TestProcessAllocations(t *testing.T) {
 	task, o := countTask(t)
-	keys := make([][]byte, 100)
-	for i := range keys {
-		keys[i] = fmt.Appendf(nil, "w%06d", i)
-	}
-	val := make([]byte, 100)
+	keys, val := countInput(100)
 	for _, k := range keys { // every key pending, then cached
 		if err := task.Process(topology.RawRecord{Topic: "in", Key: k, Value: val}); err != nil {
 			t.Fatal(err)
@@ -86,11 +91,7 @@ func TestProcessAllocations(t *testing.T) {
 
 func BenchmarkProcessWordcount(b *testing.B) {
 	task, o := countTask(b)
-	keys := make([][]byte, 1000)
-	for i := range keys {
-		keys[i] = fmt.Appendf(nil, "w%06d", i)
-	}
-	val := make([]byte, 100)
+	keys, val := countInput(1000)
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		if err := task.Process(topology.RawRecord{Topic: "in", Key: keys[i%len(keys)], Value: val}); err != nil {
