@@ -116,6 +116,7 @@ type cfg struct {
 	stateDir           string
 	stateOpts          state.Options
 	storeCacheBytes    int64
+	storeApplyInterval time.Duration
 	onRestore          func(RestoreProgress)
 }
 
@@ -134,8 +135,9 @@ func defaultCfg() cfg {
 		// carries its checkpoint, so a commit lost to a machine crash is
 		// replayed from the changelog; fsyncing every transaction would buy
 		// nothing but latency.
-		stateOpts:       state.Options{Sync: state.NoSync},
-		storeCacheBytes: 32 << 20,
+		stateOpts:          state.Options{Sync: state.NoSync},
+		storeCacheBytes:    32 << 20,
+		storeApplyInterval: time.Second,
 	}
 }
 
@@ -244,7 +246,24 @@ func StateOptions(o state.Options) Opt { return optFunc(func(c *cfg) { c.stateOp
 // between garbage collections. Kafka Streams'
 // statestore.cache.max.bytes is the closest setting, though that cache
 // also delays writes and this one does not.
+//
+// The cache also holds committed writes not yet applied to Pebble (see
+// StoreApplyInterval): when they reach a quarter of a worker's share, the
+// worker applies them whatever the interval.
 func StoreCacheBytes(n int64) Opt { return optFunc(func(c *cfg) { c.storeCacheBytes = n }) }
+
+// StoreApplyInterval sets how often a worker applies committed store writes
+// to Pebble, together with the changelog checkpoint they reach (default 1
+// s). Between applies, committed writes wait in the store cache, and a key
+// written in several transactions reaches Pebble once, with its last value:
+// fewer Pebble writes and compactions. The cost is at crash time: a restart
+// replays the changelog from the last applied checkpoint, up to this much
+// of the store's writes. Applies also happen when the waiting writes fill a
+// quarter of the worker's cache share, when partitions are revoked, and at
+// shutdown. 0 (or StoreCacheBytes(0)) applies after every commit.
+func StoreApplyInterval(d time.Duration) Opt {
+	return optFunc(func(c *cfg) { c.storeApplyInterval = d })
+}
 
 // OnRestore sets a function that receives the progress of every store
 // restore: after each batch of changelog records and once more when the
@@ -306,6 +325,9 @@ func (c *cfg) validate() error {
 		bad("TransactionTimeout: must be at least 1s, got %v", c.transactionTimeout)
 	} else if c.guarantee == ExactlyOnce && c.commitInterval >= c.transactionTimeout {
 		bad("CommitInterval: %v must be shorter than TransactionTimeout %v under exactly-once", c.commitInterval, c.transactionTimeout)
+	}
+	if c.storeApplyInterval < 0 {
+		bad("StoreApplyInterval: must not be negative, got %s", c.storeApplyInterval)
 	}
 	if c.storeCacheBytes < 0 {
 		bad("StoreCacheBytes: must not be negative, got %d", c.storeCacheBytes)

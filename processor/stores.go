@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -117,20 +119,27 @@ func (s *storeKV) produce(wr state.Write) {
 func (s *storeKV) resetTxn() { s.rewritten = s.rewritten[:0] }
 
 // stateTracker holds the stores of a worker's tasks and the changelog
-// offsets their pending writes reached.
+// offsets their writes reached.
 //
-// Committed writes reach Pebble on a goroutine of their own while the worker
-// goes on with the next transaction (one apply at a time): the overlays
-// cache what they handed over, and anything that reads Pebble directly
-// (a cache miss, a range scan, a restore, the next apply) first waits for
-// the apply in flight.
+// Committed writes wait in the overlays (unapplied) and reach Pebble in one
+// batch per apply: every applyEvery, or sooner when they fill a quarter of
+// the worker's cache budget, on revocation and at shutdown. The batch is
+// applied on a goroutine of its own while the worker goes on (one apply at
+// a time); anything that reads Pebble directly (a cache miss, a range scan,
+// a restore, the next apply) first waits for the apply in flight.
 type stateTracker struct {
 	db     *state.DB
 	stores map[storeKey]*storeKV
 	budget *state.CacheBudget // shared by the worker's store caches
 
 	mu      sync.Mutex
-	offsets map[storeKey]int64 // last acknowledged changelog offset per dirty store-partition
+	offsets map[storeKey]int64 // last acknowledged changelog offset per store-partition, this transaction
+
+	// unappliedOffsets are the checkpoints the unapplied writes reach: the
+	// last changelog offset per store-partition of committed transactions.
+	unappliedOffsets map[storeKey]int64
+	applyEvery       time.Duration
+	lastApply        time.Time
 
 	applying chan error // result of the apply in flight; nil if none
 
@@ -190,16 +199,30 @@ func (s settledKV) PrefixScan(prefix []byte) (state.Iterator, error) {
 	return s.kv.PrefixScan(prefix)
 }
 
-// forgetStores drops the store views of task id (with their caches). Call
-// it only outside a transaction, when the task is gone or its stores are
-// about to be written underneath (a restore).
-func (w *worker) forgetStores(id topology.TaskID) {
+// forgetStores drops the store views of task id (with their caches),
+// applying the worker's unapplied writes first if the task has any. Call it
+// only outside a transaction, when the task is gone or its stores are about
+// to be written underneath (a restore). On error the views are dropped all
+// the same: the changelog still holds what did not reach Pebble.
+func (w *worker) forgetStores(id topology.TaskID) error {
+	var err error
+	for k, s := range w.state.stores {
+		if k.task == id && s.Unapplied() > 0 {
+			err = w.applyStores()
+			break
+		}
+	}
+	if serr := w.state.settle(); err == nil {
+		err = serr
+	}
 	for k, s := range w.state.stores {
 		if k.task == id {
 			s.ResetCache()
 			delete(w.state.stores, k)
+			delete(w.state.unappliedOffsets, k)
 		}
 	}
+	return err
 }
 
 func (w *worker) store(name string, id topology.TaskID) (state.KV, error) {
@@ -256,11 +279,49 @@ func (w *worker) produceChangelogs() {
 	}
 }
 
-// applyStores hands the pending writes, together with the changelog offsets
-// they reflect, to Pebble as one batch, applied on its own goroutine once
-// the previous one is done. Call it only once the records that produced
-// them are committed (and every changelog record is acknowledged). An apply
-// that fails is reported by the next call, or by anything that waits for it.
+// commitStores records that the transaction's store writes are committed
+// (call it only once the records that produced them are, and every
+// changelog record is acknowledged), and applies the unapplied writes when
+// an apply is due.
+func (w *worker) commitStores() error {
+	if w.state.db == nil {
+		return nil
+	}
+	for _, s := range w.state.stores {
+		if s.Pending() > 0 {
+			s.Committed()
+		}
+	}
+	w.state.mu.Lock()
+	for k, off := range w.state.offsets {
+		if off > w.state.unappliedOffsets[k] {
+			w.state.unappliedOffsets[k] = off
+		}
+	}
+	clear(w.state.offsets)
+	w.state.mu.Unlock()
+	return w.applyIfDue()
+}
+
+// applyIfDue applies the unapplied writes if there are any and the apply
+// interval has passed, they fill a quarter of the cache budget, or there is
+// no interval or no cache to wait in. The loops also call it when idle.
+func (w *worker) applyIfDue() error {
+	st := &w.state
+	if st.db == nil || len(st.unappliedOffsets) == 0 && st.budget.Unapplied() == 0 {
+		return nil
+	}
+	limit := st.budget.Limit()
+	if limit <= 0 || st.applyEvery <= 0 || st.budget.Unapplied() >= limit/4 || time.Since(st.lastApply) >= st.applyEvery {
+		return w.applyStores()
+	}
+	return nil
+}
+
+// applyStores hands the unapplied writes, together with the changelog
+// offsets they reach, to Pebble as one batch, applied on its own goroutine
+// once the previous one is done. An apply that fails is reported by the
+// next call, or by anything that waits for it.
 func (w *worker) applyStores() error {
 	if w.state.db == nil {
 		return nil
@@ -268,28 +329,35 @@ func (w *worker) applyStores() error {
 	if err := w.state.settle(); err != nil {
 		return err
 	}
-	c := &state.Commit{}
-	w.state.mu.Lock()
+	w.state.lastApply = time.Now()
+	type part struct {
+		k      storeKey
+		writes []state.Write
+	}
+	var parts []part
 	for k, s := range w.state.stores {
-		if s.Pending() == 0 {
-			continue
-		}
-		c.Add(k.name, k.task.Partition, s.UnorderedWrites())
-		if off, ok := w.state.offsets[k]; ok {
-			c.SetCheckpoint(k.name, k.task.Partition, off)
+		if ws := s.TakeUnapplied(); len(ws) > 0 {
+			parts = append(parts, part{k, ws})
 		}
 	}
-	clear(w.state.offsets)
-	w.state.mu.Unlock()
-	for _, s := range w.state.stores {
-		s.Applied()
-	}
-	if c.Empty() {
+	if len(parts) == 0 && len(w.state.unappliedOffsets) == 0 {
 		return nil
 	}
+	offsets := maps.Clone(w.state.unappliedOffsets)
+	clear(w.state.unappliedOffsets)
 	done := make(chan error, 1)
 	db, dir := w.state.db, w.p.cfg.stateDir
 	go func() {
+		// Sorted keys make Pebble's memtable inserts much cheaper (each
+		// starts its search where the previous one ended).
+		c := &state.Commit{}
+		for _, p := range parts {
+			slices.SortFunc(p.writes, func(a, b state.Write) int { return bytes.Compare(a.Key, b.Key) })
+			c.Add(p.k.name, p.k.task.Partition, p.writes)
+		}
+		for k, off := range offsets {
+			c.SetCheckpoint(k.name, k.task.Partition, off)
+		}
 		if err := db.Commit(c); err != nil {
 			done <- fmt.Errorf("processor: apply store writes to %q: %w", dir, err)
 			return
@@ -358,10 +426,9 @@ func (w *worker) restorePending(ctx context.Context) error {
 				continue
 			}
 			done[id] = true
-			if err := w.state.settle(); err != nil {
+			if err := w.forgetStores(id); err != nil {
 				return err
 			}
-			w.forgetStores(id)
 			for _, spec := range w.p.topo.SubTopologies()[sub].Stores {
 				if err := w.restoreStore(ctx, spec.Name, p); err != nil {
 					return err

@@ -62,10 +62,13 @@ func newWorker(p *Processor, n int, meta *clusterMeta, db *state.DB) *worker {
 		tasks:   map[topology.TaskID]*topology.Task{},
 		keyPart: map[string]kgo.TopicPartitioner{},
 		state: stateTracker{
-			db:      db,
-			stores:  map[storeKey]*storeKV{},
-			offsets: map[storeKey]int64{},
-			budget:  state.NewCacheBudget(p.cfg.storeCacheBytes / int64(p.cfg.workers)),
+			db:               db,
+			stores:           map[storeKey]*storeKV{},
+			offsets:          map[storeKey]int64{},
+			unappliedOffsets: map[storeKey]int64{},
+			budget:           state.NewCacheBudget(p.cfg.storeCacheBytes / int64(p.cfg.workers)),
+			applyEvery:       p.cfg.storeApplyInterval,
+			lastApply:        time.Now(),
 		},
 	}
 	if p.cfg.guarantee == ExactlyOnce {
@@ -141,7 +144,10 @@ func (w *worker) dropRevoked() {
 		for _, p := range ps {
 			id := topology.TaskID{SubTopology: sub, Partition: p}
 			w.closeTask(id)
-			w.forgetStores(id)
+			if err := w.forgetStores(id); err != nil {
+				w.log.Warn("the store writes of a revoked task did not reach the state directory; its next owner restores them from the changelog",
+					"task", id.String(), "err", err)
+			}
 		}
 	}
 }
@@ -228,7 +234,11 @@ func (w *worker) closeAll() {
 	for id := range w.tasks {
 		w.closeTask(id)
 	}
-	if err := w.state.settle(); err != nil {
+	err := w.applyStores()
+	if serr := w.state.settle(); err == nil {
+		err = serr
+	}
+	if err != nil {
 		w.log.Warn("the last store writes did not reach the state directory; the next start restores them from the changelog", "err", err)
 	}
 	if w.reader != nil {

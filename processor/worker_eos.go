@@ -78,6 +78,9 @@ func (w *worker) runExactlyOnce(ctx context.Context) error {
 				}
 				return err
 			}
+			if err := w.applyIfDue(); err != nil {
+				return err
+			}
 		}
 		// Poll until the transaction is due, or one interval when idle so
 		// wall-clock punctuators get their turn.
@@ -158,7 +161,7 @@ func (w *worker) endTxnWithin(want kgo.TransactionEndTry, limit time.Duration) e
 		return nil
 	}
 	w.p.stats.commits.Add(1)
-	return w.applyStores()
+	return w.commitStores()
 }
 
 // rebalanceTimeout is franz-go's default rebalance timeout, which the

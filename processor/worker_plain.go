@@ -84,6 +84,9 @@ func (w *worker) runPlain(ctx context.Context) error {
 				}
 				return err
 			}
+			if err := w.applyIfDue(); err != nil {
+				return err
+			}
 		}
 	}
 }
@@ -111,5 +114,5 @@ func (w *worker) commitPlain(dirty bool) error {
 		}
 	}
 	w.p.stats.commits.Add(1)
-	return w.applyStores()
+	return w.commitStores()
 }

@@ -44,21 +44,30 @@ type BatchApplier interface {
 // the base's own iterator semantics (a [NewMemKV] iterator is a snapshot
 // too).
 //
+// Committed writes may reach the base later than the commit: after
+// [Overlay.Committed] the pending writes become *unapplied* committed values,
+// which reads see (Get, Range and PrefixScan merge them like pending writes)
+// and which stay in memory until [Overlay.TakeUnapplied] hands them to the
+// caller to apply to the base. A key committed again before that is handed
+// over once, with its last value. [Overlay.Commit] does both at once.
+//
 // An Overlay made with [NewCachedOverlay] also remembers committed values:
 // what Get read from the base (including that a key is absent) and the
-// writes the caller reported applied with [Overlay.Applied]. Get answers
-// from that cache before asking the base. The cache is only correct while
-// every write to the base goes through the overlay: after writing to the
-// base any other way, call [Overlay.ResetCache].
+// values handed over by TakeUnapplied or Commit. Get answers from that cache
+// before asking the base. The cache is only correct while every write to
+// the base goes through the overlay: after writing to the base any other
+// way, call [Overlay.ResetCache].
 //
 // An Overlay is not safe for concurrent use, and the base must not be written
 // to directly while the overlay has pending writes.
 type Overlay struct {
-	base    KV
-	entries map[string]*entry // pending writes and cached committed values
-	dirty   []*entry          // entries with a pending write, in write order
-	sorted  []Write           // pending in key order; nil when stale. Never modified in place.
-	budget  *CacheBudget      // nil: no cache, entries exist only while pending
+	base      KV
+	entries   map[string]*entry // pending writes, unapplied and cached committed values
+	dirty     []*entry          // entries with a pending write, in write order
+	unapplied []*entry          // entries with an unapplied committed value, in commit order
+	sorted    []Write           // pending in key order; nil when stale. Never modified in place.
+	merged    []Write           // pending and unapplied in key order (see view); nil when stale
+	budget    *CacheBudget      // nil: no cache, entries exist only while pending or unapplied
 }
 
 // entry is what an overlay knows about one key: a pending write, a cached
@@ -70,6 +79,9 @@ type entry struct {
 	cached  []byte // the committed value, when cachedState is valuePresent
 	// write is the pending write's kind, cachedState what the cache knows.
 	write, cachedState uint8
+	// unapplied: the committed value (cachedState) is not in the base yet.
+	// Such an entry is never evicted.
+	unapplied bool
 }
 
 const (
@@ -92,6 +104,11 @@ func (e *entry) asWrite() Write {
 	return Write{Key: e.key, Value: e.pending, Delete: e.write == deleteWrite}
 }
 
+// committedWrite is the write that takes the base to e's committed value.
+func (e *entry) committedWrite() Write {
+	return Write{Key: e.key, Value: e.cached, Delete: e.cachedState == valueAbsent}
+}
+
 // cacheEntryOverhead approximates what a cached key costs besides its key
 // and value bytes (map slot, entry, slice headers).
 const cacheEntryOverhead = 128
@@ -100,10 +117,14 @@ const cacheEntryOverhead = 128
 // example every store of one worker). When caching a value takes the
 // overlays together over the limit, the overlay caching drops cached values
 // of its own, in no particular order, until the total is below seven eighths
-// of the limit. A CacheBudget is not safe for concurrent use: the overlays
-// sharing one must be used from one goroutine.
+// of the limit. Unapplied committed values count too but are never dropped:
+// their owner should hand them over (see [Overlay.TakeUnapplied]) when
+// [CacheBudget.Unapplied] grows large. While they alone keep the total above
+// seven eighths of the limit, nothing new is cached. A CacheBudget is not
+// safe for concurrent use: the overlays sharing one must be used from one
+// goroutine.
 type CacheBudget struct {
-	limit, used int64
+	limit, used, unapplied int64
 }
 
 // NewCacheBudget returns a budget of limit bytes (key and value bytes plus
@@ -112,6 +133,12 @@ func NewCacheBudget(limit int64) *CacheBudget { return &CacheBudget{limit: limit
 
 // Used returns the bytes the overlays sharing b account for now.
 func (b *CacheBudget) Used() int64 { return b.used }
+
+// Limit returns the budget's limit in bytes.
+func (b *CacheBudget) Limit() int64 { return b.limit }
+
+// Unapplied returns the bytes of unapplied committed values among Used.
+func (b *CacheBudget) Unapplied() int64 { return b.unapplied }
 
 var _ KV = (*Overlay)(nil)
 
@@ -193,32 +220,79 @@ func (o *Overlay) newEntry(key []byte) *entry {
 }
 
 // cache records the committed value of e's key, evicting to stay within
-// the budget.
+// the budget. Without a budget it caches nothing.
 func (o *Overlay) cache(e *entry, v []byte, st uint8) {
-	if e.cachedState != notCached {
-		o.budget.used -= e.size()
-	}
-	e.cached, e.cachedState = v, st
-	o.budget.used += e.size()
-	if o.budget.used <= o.budget.limit {
+	if o.budget == nil {
 		return
 	}
-	target := o.budget.limit - o.budget.limit/8
+	o.uncount(e)
+	e.cached, e.cachedState = v, st
+	o.count(e)
+	o.fit(e)
+}
+
+// fit evicts to bring the budget back under its limit after e's value was
+// counted: down to seven eighths of the limit, or, when unapplied values
+// alone are above that, not at all, and e's own value is not kept unless
+// it is unapplied.
+func (o *Overlay) fit(e *entry) {
+	b := o.budget
+	if b.used <= b.limit {
+		return
+	}
+	target := b.limit - b.limit/8
+	if b.unapplied > target {
+		if !e.unapplied {
+			o.uncache(string(e.key), e)
+		}
+		return
+	}
+	o.evict(target)
+}
+
+// evict drops cached values (not unapplied ones) until the budget's used
+// bytes are at most target.
+func (o *Overlay) evict(target int64) {
 	for k, x := range o.entries {
 		if o.budget.used <= target {
-			break
+			return
 		}
-		o.uncache(k, x)
+		if !x.unapplied {
+			o.uncache(k, x)
+		}
+	}
+}
+
+// count adds e's cached value to the budget; uncount takes it out.
+func (o *Overlay) count(e *entry) {
+	if e.cachedState == notCached {
+		return
+	}
+	o.budget.used += e.size()
+	if e.unapplied {
+		o.budget.unapplied += e.size()
+	}
+}
+
+func (o *Overlay) uncount(e *entry) {
+	if e.cachedState == notCached {
+		return
+	}
+	o.budget.used -= e.size()
+	if e.unapplied {
+		o.budget.unapplied -= e.size()
 	}
 }
 
 // uncache forgets the cached value of x (stored under k), and x itself if
-// it has no pending write.
+// it has no pending write. x must not be unapplied.
 func (o *Overlay) uncache(k string, x *entry) {
 	if x.cachedState == notCached {
 		return
 	}
-	o.budget.used -= x.size()
+	if o.budget != nil {
+		o.uncount(x)
+	}
 	x.cached, x.cachedState = nil, notCached
 	if x.write == noWrite {
 		delete(o.entries, k)
@@ -253,41 +327,97 @@ func (o *Overlay) write(key, v []byte, kind uint8) {
 		o.dirty = append(o.dirty, e)
 	}
 	e.pending, e.write = v, kind
-	o.sorted = nil
+	o.sorted, o.merged = nil, nil
 }
 
-// Applied tells the overlay that its pending writes were applied to the base
-// by the caller (for example with [DB.Commit]): they become cached committed
-// values, and the pending set is empty again. The slices of earlier Writes
-// and UnorderedWrites results stay valid. Without a cache, Applied is
-// Discard.
-func (o *Overlay) Applied() {
-	if o.budget == nil {
-		o.Discard()
-		return
-	}
+// Committed tells the overlay that its pending writes are committed: they
+// become unapplied committed values, which reads go on seeing and which
+// stay in memory (whatever the cache budget) until TakeUnapplied hands them
+// over. The pending set is empty again. The slices of earlier Writes and
+// UnorderedWrites results stay valid.
+func (o *Overlay) Committed() {
 	for _, e := range o.dirty {
-		v, kind := e.pending, e.write
+		v, st := e.pending, valuePresent
+		if e.write == deleteWrite {
+			st = valueAbsent
+		}
 		e.pending, e.write = nil, noWrite
-		// Caching may evict e itself (or entries handled earlier in this
-		// loop): they are then simply not cached.
-		if kind == putWrite {
-			o.cache(e, v, valuePresent)
-		} else {
-			o.cache(e, nil, valueAbsent)
+		if o.budget != nil {
+			o.uncount(e)
+		}
+		if !e.unapplied {
+			e.unapplied = true
+			o.unapplied = append(o.unapplied, e)
+		}
+		e.cached, e.cachedState = v, st
+		if o.budget != nil {
+			o.count(e)
+			o.fit(e)
 		}
 	}
 	clear(o.dirty)
-	o.dirty, o.sorted = o.dirty[:0], nil
+	o.dirty, o.sorted, o.merged = o.dirty[:0], nil, nil
 }
 
-// ResetCache empties the cache of committed values and returns its memory
-// to the budget. Call it after the base was written to other than through
-// the overlay, and when dropping an overlay whose budget lives on.
-func (o *Overlay) ResetCache() {
-	if o.budget == nil {
-		return
+// Unapplied returns the number of keys with an unapplied committed value.
+func (o *Overlay) Unapplied() int { return len(o.unapplied) }
+
+// TakeUnapplied returns the unapplied committed values as writes, one per
+// key, in commit order (not sorted), and from then on treats them as
+// applied to the base: the caller must apply them before anything reads
+// the base again. With a cache they stay cached (and may be evicted);
+// without one the overlay forgets them. The key and value slices are
+// shared with the overlay and must not be modified.
+func (o *Overlay) TakeUnapplied() []Write {
+	if len(o.unapplied) == 0 {
+		return nil
 	}
+	ws := make([]Write, len(o.unapplied))
+	for i, e := range o.unapplied {
+		ws[i] = e.committedWrite()
+	}
+	o.markApplied()
+	return ws
+}
+
+// markApplied turns the unapplied values into ordinary cached ones.
+func (o *Overlay) markApplied() {
+	for _, e := range o.unapplied {
+		if o.budget != nil {
+			o.uncount(e)
+			e.unapplied = false
+			o.count(e)
+			continue
+		}
+		e.unapplied = false
+		o.uncache(string(e.key), e)
+	}
+	clear(o.unapplied)
+	o.unapplied, o.merged = o.unapplied[:0], nil
+	if b := o.budget; b != nil && b.used > b.limit {
+		// Values kept only because they were unapplied may go now.
+		o.evict(b.limit - b.limit/8)
+	}
+}
+
+// ResetCache empties the cache of committed values, unapplied ones
+// included, and returns its memory to the budget. Call it after the base
+// was written to other than through the overlay, and when dropping an
+// overlay whose budget lives on. Unapplied values are lost: only reset an
+// overlay that has none, or whose base is about to be rebuilt from
+// elsewhere (a changelog restore).
+func (o *Overlay) ResetCache() {
+	for _, e := range o.unapplied {
+		if o.budget != nil {
+			o.uncount(e)
+		}
+		e.unapplied = false
+		if o.budget != nil {
+			o.count(e)
+		}
+	}
+	clear(o.unapplied)
+	o.unapplied, o.merged = o.unapplied[:0], nil
 	for k, e := range o.entries {
 		o.uncache(k, e)
 	}
@@ -354,11 +484,11 @@ func (o *Overlay) PrefixScan(prefix []byte) (Iterator, error) {
 	return &overlayIter{base: bit, pending: pending}, nil
 }
 
-// window returns the sorted pending writes with keys in [start, end), with the
-// same nil conventions as Range. The result shares o.sorted, which is never
-// modified in place, so it is a snapshot.
+// window returns the sorted writes of view with keys in [start, end), with
+// the same nil conventions as Range. The result shares o.sorted or o.merged,
+// which are never modified in place, so it is a snapshot.
 func (o *Overlay) window(start, end []byte) []Write {
-	ws := o.Writes()
+	ws := o.view()
 	lo, hi := 0, len(ws)
 	if start != nil {
 		lo, _ = searchWrites(ws, start)
@@ -395,17 +525,38 @@ func (o *Overlay) Writes() []Write {
 	return o.sorted
 }
 
-// Commit applies the pending writes to the base in ascending key order and
-// then clears them (with a cache, they become cached committed values, as
-// after [Overlay.Applied]). If the base implements [BatchApplier], Commit hands it
-// all the writes in one ApplyBatch call; otherwise it calls Put or Delete on
-// the base once per write. Commit with no pending writes does nothing.
+// view returns what reads merge over the base, in ascending key order: the
+// pending writes, and the unapplied committed values of keys without a
+// pending write. Like Writes it is built on demand and shared.
+func (o *Overlay) view() []Write {
+	if len(o.unapplied) == 0 {
+		return o.Writes()
+	}
+	if o.merged == nil {
+		ws := o.UnorderedWrites()
+		for _, e := range o.unapplied {
+			if e.write == noWrite {
+				ws = append(ws, e.committedWrite())
+			}
+		}
+		slices.SortFunc(ws, func(a, b Write) int { return bytes.Compare(a.Key, b.Key) })
+		o.merged = ws
+	}
+	return o.merged
+}
+
+// Commit applies the pending writes, and any unapplied committed values, to
+// the base in ascending key order and then clears them (with a cache, they
+// become cached committed values). If the base implements [BatchApplier],
+// Commit hands it all the writes in one ApplyBatch call; otherwise it calls
+// Put or Delete on the base once per write. Commit with nothing to apply does
+// nothing.
 //
-// On error the pending writes are kept and the error is returned. Without
+// On error the overlay is unchanged and the error is returned. Without
 // ApplyBatch the base may then hold some of the writes; since every write
 // sets a key to its final state, calling Commit again is safe.
 func (o *Overlay) Commit() error {
-	ws := o.Writes()
+	ws := o.view()
 	if len(ws) == 0 {
 		return nil
 	}
@@ -426,7 +577,8 @@ func (o *Overlay) Commit() error {
 			}
 		}
 	}
-	o.Applied()
+	o.Committed()
+	o.markApplied()
 	return nil
 }
 
@@ -439,7 +591,7 @@ func (o *Overlay) Discard() {
 		}
 	}
 	clear(o.dirty)
-	o.dirty, o.sorted = o.dirty[:0], nil
+	o.dirty, o.sorted, o.merged = o.dirty[:0], nil, nil
 }
 
 // overlayIter merges a base iterator with a sorted snapshot of pending writes.

@@ -616,10 +616,10 @@ func testOverlayModel(t *testing.T, base state.KV, o *state.Overlay, budget *sta
 		}
 		return k
 	}
-	model := state.NewMemKV()
+	model, committed := state.NewMemKV(), state.NewMemKV()
 	for step := range 5000 {
-		if budget != nil && budget.Used() > limit {
-			t.Fatalf("step %d: cache uses %d bytes, over its budget", step, budget.Used())
+		if budget != nil && budget.Used()-budget.Unapplied() > limit {
+			t.Fatalf("step %d: cache uses %d bytes (%d unapplied), over its budget", step, budget.Used(), budget.Unapplied())
 		}
 		switch op := rng.IntN(100); {
 		case op < 40:
@@ -663,17 +663,29 @@ func testOverlayModel(t *testing.T, base state.KV, o *state.Overlay, budget *sta
 			if got, want := collect(t, it1), collect(t, it2); !slices.Equal(got, want) {
 				t.Fatalf("step %d: PrefixScan(%q) = %q, model %q", step, p, got, want)
 			}
-		case op < 93:
+		case op < 92:
 			if err := o.Commit(); err != nil {
 				t.Fatal(err)
 			}
 			if got, want := contents(t, base), contents(t, model); !slices.Equal(got, want) {
 				t.Fatalf("step %d: base after Commit = %q, model %q", step, got, want)
 			}
-		case op < 96:
-			// The runtime's way: apply the writes to the base itself, in
-			// no particular order, then tell the overlay.
-			for _, w := range o.UnorderedWrites() {
+			if o.Pending() != 0 || o.Unapplied() != 0 {
+				t.Fatalf("step %d: %d pending, %d unapplied after Commit", step, o.Pending(), o.Unapplied())
+			}
+			committed = copyKV(t, model)
+		case op < 95:
+			// The runtime's way: commit now, apply later (possibly after
+			// more commits).
+			o.Committed()
+			if o.Pending() != 0 {
+				t.Fatalf("step %d: %d pending writes after Committed", step, o.Pending())
+			}
+			committed = copyKV(t, model)
+		case op < 97:
+			// ... then apply the unapplied values to the base itself, in no
+			// particular order.
+			for _, w := range o.TakeUnapplied() {
 				var err error
 				if w.Delete {
 					err = base.Delete(w.Key)
@@ -684,26 +696,33 @@ func testOverlayModel(t *testing.T, base state.KV, o *state.Overlay, budget *sta
 					t.Fatal(err)
 				}
 			}
-			o.Applied()
-			if o.Pending() != 0 {
-				t.Fatalf("step %d: %d pending writes after Applied", step, o.Pending())
+			if o.Unapplied() != 0 {
+				t.Fatalf("step %d: %d unapplied after TakeUnapplied", step, o.Unapplied())
 			}
-			if got, want := contents(t, base), contents(t, model); !slices.Equal(got, want) {
-				t.Fatalf("step %d: base after Applied = %q, model %q", step, got, want)
+			if got, want := contents(t, base), contents(t, committed); !slices.Equal(got, want) {
+				t.Fatalf("step %d: base after TakeUnapplied = %q, committed %q", step, got, want)
 			}
 		default:
 			o.Discard()
-			// The model goes back to the base's contents.
-			model = state.NewMemKV()
-			it, _ := base.Range(nil, nil)
-			for it.Next() {
-				if err := model.Put(it.Key(), it.Value()); err != nil {
-					t.Fatal(err)
-				}
-			}
-			_ = it.Close()
+			model = copyKV(t, committed)
 		}
 	}
+}
+
+// copyKV returns a MemKV with kv's contents.
+func copyKV(t *testing.T, kv state.KV) state.KV {
+	t.Helper()
+	c := state.NewMemKV()
+	it, _ := kv.Range(nil, nil)
+	for it.Next() {
+		if err := c.Put(it.Key(), it.Value()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := it.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // countingKV counts the Gets that reach it.
@@ -742,18 +761,23 @@ func TestOverlayCache(t *testing.T) {
 	v, _, _ := o.Get([]byte("a"))
 	v[0] = 'X'
 	get("a", "1", true)
-	// Applied writes are cached without touching the base.
+	// Committed writes are cached without touching the base.
 	if err := o.Put([]byte("x"), []byte("2")); err != nil {
 		t.Fatal(err)
 	}
 	if err := o.Delete([]byte("a")); err != nil {
 		t.Fatal(err)
 	}
-	o.Applied()
+	o.Committed()
+	get("x", "2", true)
+	get("a", "", false)
+	if ws := o.TakeUnapplied(); len(ws) != 2 {
+		t.Fatalf("TakeUnapplied = %v, want the two committed writes", ws)
+	}
 	get("x", "2", true)
 	get("a", "", false)
 	if base.gets != 2 {
-		t.Fatalf("base saw %d Gets after Applied, want still 2", base.gets)
+		t.Fatalf("base saw %d Gets after Committed, want still 2", base.gets)
 	}
 	// Discarded writes never reach the cache.
 	if err := o.Put([]byte("x"), []byte("3")); err != nil {

@@ -76,7 +76,8 @@ func TestProcessAllocations(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	o.Applied()
+	o.Committed()
+	o.TakeUnapplied()
 	i := 0
 	allocs := testing.AllocsPerRun(1000, func() {
 		if err := task.Process(topology.RawRecord{Topic: "in", Key: keys[i%len(keys)], Value: val}); err != nil {
@@ -98,7 +99,8 @@ func BenchmarkProcessWordcount(b *testing.B) {
 			b.Fatal(err)
 		}
 		if i%1000 == 999 {
-			o.Applied()
+			o.Committed()
+			o.TakeUnapplied()
 		}
 	}
 }
