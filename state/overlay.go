@@ -62,7 +62,7 @@ type BatchApplier interface {
 // to directly while the overlay has pending writes.
 type Overlay struct {
 	base      KV
-	entries   map[string]*entry // pending writes, unapplied and cached committed values
+	entries   entryMap          // pending writes, unapplied and cached committed values
 	dirty     []*entry          // entries with a pending write, in write order
 	unapplied []*entry          // entries with an unapplied committed value, in commit order
 	sorted    []Write           // pending in key order; nil when stale. Never modified in place.
@@ -145,7 +145,7 @@ var _ KV = (*Overlay)(nil)
 // NewOverlay returns a KV that buffers writes over base until Commit or
 // Discard.
 func NewOverlay(base KV) *Overlay {
-	return &Overlay{base: base, entries: make(map[string]*entry)}
+	return &Overlay{base: base, entries: newEntryMap()}
 }
 
 // NewCachedOverlay is NewOverlay with a cache of committed values whose
@@ -183,7 +183,7 @@ func (o *Overlay) GetView(key []byte) ([]byte, bool, error) {
 // lookup finds key's value; shared reports that the overlay keeps a
 // reference to it (else it is the base's copy, and nobody else's).
 func (o *Overlay) lookup(key []byte) (v []byte, ok, shared bool, err error) {
-	e := o.entries[string(key)]
+	e := o.entries.get(key)
 	if e != nil {
 		switch {
 		case e.write == putWrite:
@@ -215,7 +215,7 @@ func (o *Overlay) newEntry(key []byte) *entry {
 	if e.key == nil {
 		e.key = []byte{}
 	}
-	o.entries[string(e.key)] = e
+	o.entries.put(e)
 	return e
 }
 
@@ -243,7 +243,7 @@ func (o *Overlay) fit(e *entry) {
 	target := b.limit - b.limit/8
 	if b.unapplied > target {
 		if !e.unapplied {
-			o.uncache(string(e.key), e)
+			o.uncache(e)
 		}
 		return
 	}
@@ -253,14 +253,15 @@ func (o *Overlay) fit(e *entry) {
 // evict drops cached values (not unapplied ones) until the budget's used
 // bytes are at most target.
 func (o *Overlay) evict(target int64) {
-	for k, x := range o.entries {
+	o.entries.all(func(x *entry) bool {
 		if o.budget.used <= target {
-			return
+			return false
 		}
 		if !x.unapplied {
-			o.uncache(k, x)
+			o.uncache(x)
 		}
-	}
+		return true
+	})
 }
 
 // count adds e's cached value to the budget; uncount takes it out.
@@ -284,9 +285,9 @@ func (o *Overlay) uncount(e *entry) {
 	}
 }
 
-// uncache forgets the cached value of x (stored under k), and x itself if
-// it has no pending write. x must not be unapplied.
-func (o *Overlay) uncache(k string, x *entry) {
+// uncache forgets the cached value of x, and x itself if it has no pending
+// write. x must not be unapplied.
+func (o *Overlay) uncache(x *entry) {
 	if x.cachedState == notCached {
 		return
 	}
@@ -295,7 +296,7 @@ func (o *Overlay) uncache(k string, x *entry) {
 	}
 	x.cached, x.cachedState = nil, notCached
 	if x.write == noWrite {
-		delete(o.entries, k)
+		o.entries.delete(x.key)
 	}
 }
 
@@ -319,7 +320,7 @@ func (o *Overlay) Delete(key []byte) error {
 }
 
 func (o *Overlay) write(key, v []byte, kind uint8) {
-	e := o.entries[string(key)]
+	e := o.entries.get(key)
 	if e == nil {
 		e = o.newEntry(key)
 	}
@@ -390,7 +391,7 @@ func (o *Overlay) markApplied() {
 			continue
 		}
 		e.unapplied = false
-		o.uncache(string(e.key), e)
+		o.uncache(e)
 	}
 	clear(o.unapplied)
 	o.unapplied, o.merged = o.unapplied[:0], nil
@@ -418,9 +419,10 @@ func (o *Overlay) ResetCache() {
 	}
 	clear(o.unapplied)
 	o.unapplied, o.merged = o.unapplied[:0], nil
-	for k, e := range o.entries {
-		o.uncache(k, e)
-	}
+	o.entries.all(func(e *entry) bool {
+		o.uncache(e)
+		return true
+	})
 }
 
 // Newest returns the pending write of the key most recently added to the
@@ -438,7 +440,7 @@ func (o *Overlay) Newest() (Write, bool) {
 // PendingWrite returns the pending write of key, and false if key has
 // none. The slices are shared with the overlay and must not be modified.
 func (o *Overlay) PendingWrite(key []byte) (Write, bool) {
-	e := o.entries[string(key)]
+	e := o.entries.get(key)
 	if e == nil || e.write == noWrite {
 		return Write{}, false
 	}
@@ -587,7 +589,7 @@ func (o *Overlay) Discard() {
 	for _, e := range o.dirty {
 		e.pending, e.write = nil, noWrite
 		if e.cachedState == notCached {
-			delete(o.entries, string(e.key))
+			o.entries.delete(e.key)
 		}
 	}
 	clear(o.dirty)
