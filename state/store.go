@@ -64,6 +64,16 @@ type Codec[T any] interface {
 	Deserialize(b []byte) (T, error)
 }
 
+// Appender is implemented by a Codec that can append an encoding to a
+// buffer. A typed store encodes Get, Put and Delete keys and Put values
+// with it into scratch buffers it reuses, instead of allocating for each
+// call (a KV copies what it keeps).
+type Appender[T any] interface {
+	// Append appends the encoding of v to dst and returns the extended
+	// buffer. It must produce the same bytes as Serialize.
+	Append(dst []byte, v T) ([]byte, error)
+}
+
 // KeyValueStore is the typed view of a KV that processors use. Keys are
 // ordered by their serialized bytes.
 type KeyValueStore[K, V any] interface {
@@ -104,9 +114,15 @@ type KeyValueIterator[K, V any] interface {
 // NewKeyValueStore returns a typed store named name over kv, encoding keys
 // with key and values with value. The store keeps no state of its own: every
 // call goes to kv.
+//
+// Codecs that implement [Appender] encode into scratch buffers of the
+// store's own, so a store is not safe for concurrent use (a task's stores
+// are only used from the task's goroutine).
 func NewKeyValueStore[K, V any](name string, kv KV, key Codec[K], value Codec[V]) KeyValueStore[K, V] {
 	view, _ := kv.(Viewer)
-	return &typedStore[K, V]{name: name, kv: kv, view: view, key: key, value: value}
+	kapp, _ := key.(Appender[K])
+	vapp, _ := value.(Appender[V])
+	return &typedStore[K, V]{name: name, kv: kv, view: view, key: key, value: value, kapp: kapp, vapp: vapp}
 }
 
 type typedStore[K, V any] struct {
@@ -115,6 +131,11 @@ type typedStore[K, V any] struct {
 	view  Viewer // kv, if it is one
 	key   Codec[K]
 	value Codec[V]
+	kapp  Appender[K] // key, if it is one
+	vapp  Appender[V] // value, if it is one
+	// kbuf and vbuf are scratch for keys and values encoded by kapp and
+	// vapp, for calls that do not keep them.
+	kbuf, vbuf []byte
 }
 
 func (s *typedStore[K, V]) Name() string { return s.name }
@@ -127,9 +148,39 @@ func (s *typedStore[K, V]) encodeKey(key K) ([]byte, error) {
 	return b, nil
 }
 
+// scratchKey encodes key into kbuf when the codec can; the result is valid
+// until the next scratchKey call.
+func (s *typedStore[K, V]) scratchKey(key K) ([]byte, error) {
+	if s.kapp == nil {
+		return s.encodeKey(key)
+	}
+	b, err := s.kapp.Append(s.kbuf[:0], key)
+	if err != nil {
+		return nil, fmt.Errorf("state: store %q: serialize key: %w", s.name, err)
+	}
+	s.kbuf = b
+	return b, nil
+}
+
+// scratchValue is scratchKey for values.
+func (s *typedStore[K, V]) scratchValue(v V) ([]byte, error) {
+	var b []byte
+	var err error
+	if s.vapp == nil {
+		b, err = s.value.Serialize(v)
+	} else {
+		b, err = s.vapp.Append(s.vbuf[:0], v)
+		s.vbuf = b
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state: store %q: serialize value: %w", s.name, err)
+	}
+	return b, nil
+}
+
 func (s *typedStore[K, V]) Get(key K) (V, bool, error) {
 	var zero V
-	kb, err := s.encodeKey(key)
+	kb, err := s.scratchKey(key)
 	if err != nil {
 		return zero, false, err
 	}
@@ -154,13 +205,13 @@ func (s *typedStore[K, V]) Get(key K) (V, bool, error) {
 }
 
 func (s *typedStore[K, V]) Put(key K, value V) error {
-	kb, err := s.encodeKey(key)
+	kb, err := s.scratchKey(key)
 	if err != nil {
 		return err
 	}
-	vb, err := s.value.Serialize(value)
+	vb, err := s.scratchValue(value)
 	if err != nil {
-		return fmt.Errorf("state: store %q: serialize value: %w", s.name, err)
+		return err
 	}
 	if err := s.kv.Put(kb, vb); err != nil {
 		return fmt.Errorf("state: store %q: put: %w", s.name, err)
@@ -169,7 +220,7 @@ func (s *typedStore[K, V]) Put(key K, value V) error {
 }
 
 func (s *typedStore[K, V]) Delete(key K) error {
-	kb, err := s.encodeKey(key)
+	kb, err := s.scratchKey(key)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package topology_test
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/onceflow/onceflow/state"
@@ -64,9 +65,9 @@ func countInput(n int) (keys [][]byte, value []byte) {
 }
 
 // TestProcessAllocations guards the per-record path of a stateful task:
-// records travel between nodes by value, and a store read of a cached key
-// does not copy. What is left is the serdes' own allocations (source key
-// and value, store key twice, store value, sink key and value) and the
+// records travel between nodes by value, a store read of a cached key does
+// not copy, and the store encodes keys and values into scratch space. What
+// is left is the source's key and value, the sink's key and value, and the
 // overlay's copy of the written value.
 func TestProcessAllocations(t *testing.T) {
 	task, o := countTask(t)
@@ -85,22 +86,42 @@ func TestProcessAllocations(t *testing.T) {
 		}
 		i++
 	})
-	if allocs > 8 {
-		t.Fatalf("processing a record allocates %v times, want at most 8", allocs)
+	if allocs > 5 {
+		t.Fatalf("processing a record allocates %v times, want at most 5", allocs)
 	}
 }
 
+// BenchmarkProcessWordcount runs the wordcount task over keys in random
+// order, committing every 30,000 records like the bench's processor at 100
+// ms: with 1,000 keys the store fits in the CPU caches, with 100,000 (the
+// bench's key space) most reads miss them.
 func BenchmarkProcessWordcount(b *testing.B) {
-	task, o := countTask(b)
-	keys, val := countInput(1000)
-	b.ReportAllocs()
-	for i := 0; b.Loop(); i++ {
-		if err := task.Process(topology.RawRecord{Topic: "in", Key: keys[i%len(keys)], Value: val}); err != nil {
-			b.Fatal(err)
-		}
-		if i%1000 == 999 {
-			o.Committed()
-			o.TakeUnapplied()
-		}
+	for _, n := range []int{1000, 100_000} {
+		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
+			task, o := countTask(b)
+			keys, val := countInput(n)
+			// The input: random keys laid out one after the other, like a
+			// fetched batch.
+			rng := rand.New(rand.NewPCG(1, 2))
+			var buf []byte
+			for range 1 << 16 {
+				buf = append(buf, keys[rng.IntN(n)]...)
+			}
+			in := make([][]byte, 1<<16)
+			for i := range in {
+				k := len(keys[0])
+				in[i] = buf[i*k : (i+1)*k : (i+1)*k]
+			}
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				if err := task.Process(topology.RawRecord{Topic: "in", Key: in[i%len(in)], Value: val}); err != nil {
+					b.Fatal(err)
+				}
+				if i%30_000 == 29_999 {
+					o.Committed()
+					o.TakeUnapplied()
+				}
+			}
+		})
 	}
 }

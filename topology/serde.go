@@ -27,6 +27,8 @@ type bytesSerde struct{}
 
 func (bytesSerde) Serialize(v []byte) ([]byte, error) { return v, nil }
 
+func (bytesSerde) Append(dst, v []byte) ([]byte, error) { return append(dst, v...), nil }
+
 func (bytesSerde) Deserialize(b []byte) ([]byte, error) {
 	if b == nil {
 		return nil, nil
@@ -40,8 +42,9 @@ func StringSerde() Serde[string] { return stringSerde{} }
 
 type stringSerde struct{}
 
-func (stringSerde) Serialize(v string) ([]byte, error)   { return []byte(v), nil }
-func (stringSerde) Deserialize(b []byte) (string, error) { return string(b), nil }
+func (stringSerde) Serialize(v string) ([]byte, error)          { return []byte(v), nil }
+func (stringSerde) Deserialize(b []byte) (string, error)        { return string(b), nil }
+func (stringSerde) Append(dst []byte, v string) ([]byte, error) { return append(dst, v...), nil }
 
 // Int64Serde returns a Serde for int64 as 8 bytes big-endian, the encoding of
 // Kafka's LongSerializer. Deserialize fails unless given exactly 8 bytes;
@@ -53,6 +56,10 @@ type int64Serde struct{}
 
 func (int64Serde) Serialize(v int64) ([]byte, error) {
 	return binary.BigEndian.AppendUint64(make([]byte, 0, 8), uint64(v)), nil
+}
+
+func (int64Serde) Append(dst []byte, v int64) ([]byte, error) {
+	return binary.BigEndian.AppendUint64(dst, uint64(v)), nil
 }
 
 func (int64Serde) Deserialize(b []byte) (int64, error) {

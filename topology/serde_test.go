@@ -7,6 +7,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/onceflow/onceflow/state"
 	"github.com/onceflow/onceflow/topology"
 )
 
@@ -108,5 +109,37 @@ func TestJSONSerde(t *testing.T) {
 	_, err = fs.Serialize(func() {})
 	if want := `json: encode func(): json: unsupported type: func()`; err == nil || err.Error() != want {
 		t.Errorf("Serialize(func) error = %v, want %s", err, want)
+	}
+}
+
+// TestSerdeAppend checks that the built-in serdes a typed store encodes
+// into scratch space append exactly what Serialize returns.
+func TestSerdeAppend(t *testing.T) {
+	prefix := []byte("pre")
+	check := func(name string, app func([]byte) ([]byte, error), ser func() ([]byte, error)) {
+		t.Helper()
+		want, err := ser()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := app(bytes.Clone(prefix))
+		if err != nil || !bytes.Equal(got, append(bytes.Clone(prefix), want...)) {
+			t.Errorf("%s: Append = %q, %v; want %q after the prefix", name, got, err, want)
+		}
+	}
+	i64 := topology.Int64Serde().(state.Appender[int64])
+	for _, v := range []int64{0, -1, 258, math.MinInt64} {
+		check("Int64Serde", func(dst []byte) ([]byte, error) { return i64.Append(dst, v) },
+			func() ([]byte, error) { return topology.Int64Serde().Serialize(v) })
+	}
+	str := topology.StringSerde().(state.Appender[string])
+	for _, v := range []string{"", "héllo"} {
+		check("StringSerde", func(dst []byte) ([]byte, error) { return str.Append(dst, v) },
+			func() ([]byte, error) { return topology.StringSerde().Serialize(v) })
+	}
+	bs := topology.BytesSerde().(state.Appender[[]byte])
+	for _, v := range [][]byte{nil, {1, 2, 3}} {
+		check("BytesSerde", func(dst []byte) ([]byte, error) { return bs.Append(dst, v) },
+			func() ([]byte, error) { return topology.BytesSerde().Serialize(v) })
 	}
 }
