@@ -92,9 +92,10 @@ func processorCmd(ctx context.Context, args []string) error {
 	err = p.Run(ctx)
 	st := p.Stats()
 	wall := time.Since(start)
-	fmt.Fprintf(os.Stderr, "processor: stopped after %s: processed=%d commits=%d aborts=%d commit_time=%s (%.0f%% of wall time, %.1f ms per commit) err=%v\n",
+	fmt.Fprintf(os.Stderr, "processor: stopped after %s: processed=%d commits=%d aborts=%d commit_time=%s (%.0f%% of wall time, %.1f ms per commit) poll_time=%s (%.0f%%) err=%v\n",
 		wall.Round(time.Millisecond), st.Processed, st.Commits, st.Aborts, st.CommitTime.Round(time.Millisecond),
-		100*st.CommitTime.Seconds()/wall.Seconds(), float64(st.CommitTime.Milliseconds())/float64(max(st.Commits, 1)), err)
+		100*st.CommitTime.Seconds()/wall.Seconds(), float64(st.CommitTime.Milliseconds())/float64(max(st.Commits, 1)),
+		st.PollTime.Round(time.Millisecond), 100*st.PollTime.Seconds()/wall.Seconds(), err)
 	if err != nil {
 		return fmt.Errorf("processor: run: %w", err)
 	}

@@ -40,11 +40,16 @@ type Stats struct {
 	// No records are processed meanwhile; CommitTime over Run's wall time is
 	// the share a guarantee's commits cost.
 	CommitTime time.Duration
+	// PollTime is the time workers spent waiting for records from the
+	// brokers, summed over the workers: time in which they had nothing to
+	// process. Wall time minus PollTime minus CommitTime is what processing
+	// (and restores) took.
+	PollTime time.Duration
 }
 
 type counters struct {
 	processed, skipped, deadLettered, commits, aborts atomic.Int64
-	commitNanos                                       atomic.Int64
+	commitNanos, pollNanos                            atomic.Int64
 }
 
 // New validates the options and returns a Processor for t. It reports every
@@ -77,6 +82,7 @@ func (p *Processor) Stats() Stats {
 		Commits:      p.stats.commits.Load(),
 		Aborts:       p.stats.aborts.Load(),
 		CommitTime:   time.Duration(p.stats.commitNanos.Load()),
+		PollTime:     time.Duration(p.stats.pollNanos.Load()),
 	}
 }
 

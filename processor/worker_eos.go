@@ -89,8 +89,10 @@ func (w *worker) runExactlyOnce(ctx context.Context) error {
 			deadline = w.txn.started.Add(c.commitInterval)
 		}
 		pctx, cancel := context.WithDeadline(ctx, deadline)
+		polled := time.Now()
 		fs := sess.PollRecords(pctx, c.maxPollRecords)
 		cancel()
+		w.p.stats.pollNanos.Add(int64(time.Since(polled)))
 		if err := w.fetchErr(fs); err != nil {
 			w.abortQuietly()
 			return err

@@ -35,8 +35,10 @@ func (w *worker) runPlain(ctx context.Context) error {
 			deadline = time.Now().Add(c.commitInterval)
 		}
 		pctx, cancel := context.WithDeadline(ctx, deadline)
+		polled := time.Now()
 		fs := cl.PollRecords(pctx, c.maxPollRecords)
 		cancel()
+		w.p.stats.pollNanos.Add(int64(time.Since(polled)))
 		if err := w.fetchErr(fs); err != nil {
 			return err
 		}
