@@ -62,12 +62,12 @@ type BatchApplier interface {
 // to directly while the overlay has pending writes.
 type Overlay struct {
 	base      KV
-	entries   entryMap          // pending writes, unapplied and cached committed values
-	dirty     []*entry          // entries with a pending write, in write order
-	unapplied []*entry          // entries with an unapplied committed value, in commit order
-	sorted    []Write           // pending in key order; nil when stale. Never modified in place.
-	merged    []Write           // pending and unapplied in key order (see view); nil when stale
-	budget    *CacheBudget      // nil: no cache, entries exist only while pending or unapplied
+	entries   entryMap     // pending writes, unapplied and cached committed values
+	dirty     []*entry     // entries with a pending write, in write order
+	unapplied []*entry     // entries with an unapplied committed value, in commit order
+	sorted    []Write      // pending in key order; nil when stale. Never modified in place.
+	merged    []Write      // pending and unapplied in key order (see view); nil when stale
+	budget    *CacheBudget // nil: no cache, entries exist only while pending or unapplied
 }
 
 // entry is what an overlay knows about one key: a pending write, a cached
