@@ -124,7 +124,7 @@ func defaultCfg() cfg {
 	return cfg{
 		guarantee:          ExactlyOnce,
 		maxRecordsPerTxn:   100_000,
-		maxPollRecords:     2_000,
+		maxPollRecords:     50_000,
 		errorPolicy:        Fail,
 		logger:             slog.New(slog.DiscardHandler),
 		workers:            1,
@@ -179,7 +179,13 @@ func CommitInterval(d time.Duration) Opt {
 func MaxRecordsPerTransaction(n int) Opt { return optFunc(func(c *cfg) { c.maxRecordsPerTxn = n }) }
 
 // MaxPollRecords caps the records taken from one poll (Kafka's
-// max.poll.records). The default is 2,000.
+// max.poll.records). The default is 50,000, enough to take a whole fetch
+// response at once: a broker's next fetch is sent only when the previous
+// response is drained, so polls smaller than a fetch leave the worker
+// waiting one fetch round trip per response (2,000 cost the wordcount
+// bench 10% of its throughput). The cap bounds how far a transaction runs
+// past the commit interval, since a polled batch is processed whole before
+// the transaction ends.
 func MaxPollRecords(n int) Opt { return optFunc(func(c *cfg) { c.maxPollRecords = n }) }
 
 // OnError sets what happens to a record that fails to deserialize or
