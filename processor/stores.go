@@ -56,10 +56,11 @@ func (p *Processor) openState() (*state.DB, error) {
 //
 // The changelog record of a key's first write in a transaction is produced
 // right away, so changelog records flow with the outputs instead of in a
-// burst at commit. A key written again in the same transaction is noted,
-// and its final value is produced once more when the transaction ends: the
-// changelog gets one record per written key, two for rewritten ones, and
-// the last one per key in the partition is always the committed value.
+// burst at commit. A key written again in the same transaction is produced
+// once more, with its final value, when the transaction ends (the overlay
+// keeps track: [state.Overlay.Rewritten]). The changelog gets one record
+// per written key, two for rewritten ones, and the last one per key in the
+// partition is always the committed value.
 type storeKV struct {
 	*state.Overlay
 	w     *worker
@@ -68,9 +69,6 @@ type storeKV struct {
 	// acked is the promise of this store-partition's changelog records:
 	// it records the highest acknowledged offset (made once, not per record).
 	acked func(*kgo.Record, error)
-	// rewritten are keys written again after their first changelog record
-	// in this transaction (possibly repeated).
-	rewritten [][]byte
 }
 
 // Put writes to the overlay and logs the write (see storeKV).
@@ -79,7 +77,7 @@ func (s *storeKV) Put(key, value []byte) error {
 	if err := s.Overlay.Put(key, value); err != nil {
 		return err
 	}
-	return s.logWrite(key, n)
+	return s.logWrite(n)
 }
 
 // Delete writes a tombstone to the overlay and logs it (see storeKV).
@@ -88,15 +86,14 @@ func (s *storeKV) Delete(key []byte) error {
 	if err := s.Overlay.Delete(key); err != nil {
 		return err
 	}
-	return s.logWrite(key, n)
+	return s.logWrite(n)
 }
 
 // logWrite produces the changelog record of a key's first write in the
-// transaction (pendingBefore is Pending before the write), or notes the key
+// transaction (pendingBefore is Pending before the write). A rewrite waits
 // for the end of the transaction.
-func (s *storeKV) logWrite(key []byte, pendingBefore int) error {
+func (s *storeKV) logWrite(pendingBefore int) error {
 	if s.Pending() == pendingBefore {
-		s.rewritten = append(s.rewritten, bytes.Clone(key))
 		return nil
 	}
 	wr, _ := s.Newest()
@@ -114,9 +111,6 @@ func (s *storeKV) produce(wr state.Write) {
 	}
 	s.w.cl.Produce(context.Background(), r, s.acked)
 }
-
-// resetTxn drops what the transaction noted.
-func (s *storeKV) resetTxn() { s.rewritten = s.rewritten[:0] }
 
 // stateTracker holds the stores of a worker's tasks and the changelog
 // offsets their writes reached.
@@ -257,25 +251,10 @@ func (w *worker) store(name string, id topology.TaskID) (state.KV, error) {
 // produceChangelogs sends the final value of every key written more than
 // once in the transaction (the first writes went out already).
 func (w *worker) produceChangelogs() {
-	var seen map[string]bool
 	for _, s := range w.state.stores {
-		if len(s.rewritten) == 0 {
-			continue
+		for _, wr := range s.Rewritten() {
+			s.produce(wr)
 		}
-		if seen == nil {
-			seen = map[string]bool{}
-		}
-		clear(seen)
-		for _, k := range s.rewritten {
-			if seen[string(k)] {
-				continue
-			}
-			seen[string(k)] = true
-			if wr, ok := s.PendingWrite(k); ok {
-				s.produce(wr)
-			}
-		}
-		s.resetTxn()
 	}
 }
 
@@ -371,7 +350,6 @@ func (w *worker) applyStores() error {
 // discardStores drops the pending writes of an aborted transaction.
 func (w *worker) discardStores() {
 	for _, s := range w.state.stores {
-		s.resetTxn()
 		s.Discard()
 	}
 	w.state.mu.Lock()

@@ -64,6 +64,7 @@ type Overlay struct {
 	base      KV
 	entries   entryMap     // pending writes, unapplied and cached committed values
 	dirty     []*entry     // entries with a pending write, in write order
+	rewritten []*entry     // pending entries written again since their first write (see Rewritten)
 	unapplied []*entry     // entries with an unapplied committed value, in commit order
 	sorted    []Write      // pending in key order; nil when stale. Never modified in place.
 	merged    []Write      // pending and unapplied in key order (see view); nil when stale
@@ -82,6 +83,8 @@ type entry struct {
 	// unapplied: the committed value (cachedState) is not in the base yet.
 	// Such an entry is never evicted.
 	unapplied bool
+	// rewritten: the entry is in the overlay's rewritten list.
+	rewritten bool
 }
 
 const (
@@ -326,6 +329,9 @@ func (o *Overlay) write(key, v []byte, kind uint8) {
 	}
 	if e.write == noWrite {
 		o.dirty = append(o.dirty, e)
+	} else if !e.rewritten {
+		e.rewritten = true
+		o.rewritten = append(o.rewritten, e)
 	}
 	e.pending, e.write = v, kind
 	o.sorted, o.merged = nil, nil
@@ -358,6 +364,7 @@ func (o *Overlay) Committed() {
 	}
 	clear(o.dirty)
 	o.dirty, o.sorted, o.merged = o.dirty[:0], nil, nil
+	o.clearRewritten()
 }
 
 // Unapplied returns the number of keys with an unapplied committed value.
@@ -437,14 +444,30 @@ func (o *Overlay) Newest() (Write, bool) {
 	return o.dirty[len(o.dirty)-1].asWrite(), true
 }
 
-// PendingWrite returns the pending write of key, and false if key has
-// none. The slices are shared with the overlay and must not be modified.
-func (o *Overlay) PendingWrite(key []byte) (Write, bool) {
-	e := o.entries.get(key)
-	if e == nil || e.write == noWrite {
-		return Write{}, false
+// Rewritten returns the pending writes of the keys written again since
+// their first write in the pending set, or since the previous Rewritten
+// call: one per key, with its latest value, in the order the keys were
+// first rewritten. It is for a caller that logs every key's first write
+// right away and the rewritten keys' final values later, once each. The
+// slices are shared with the overlay and must not be modified.
+func (o *Overlay) Rewritten() []Write {
+	if len(o.rewritten) == 0 {
+		return nil
 	}
-	return e.asWrite(), true
+	ws := make([]Write, len(o.rewritten))
+	for i, e := range o.rewritten {
+		ws[i] = e.asWrite()
+	}
+	o.clearRewritten()
+	return ws
+}
+
+func (o *Overlay) clearRewritten() {
+	for _, e := range o.rewritten {
+		e.rewritten = false
+	}
+	clear(o.rewritten)
+	o.rewritten = o.rewritten[:0]
 }
 
 // UnorderedWrites returns the pending writes, one per key, in the order the
@@ -594,6 +617,7 @@ func (o *Overlay) Discard() {
 	}
 	clear(o.dirty)
 	o.dirty, o.sorted, o.merged = o.dirty[:0], nil, nil
+	o.clearRewritten()
 }
 
 // overlayIter merges a base iterator with a sorted snapshot of pending writes.

@@ -826,7 +826,7 @@ func TestOverlayCache(t *testing.T) {
 	}
 }
 
-func TestOverlayNewestAndPendingWrite(t *testing.T) {
+func TestOverlayNewestAndRewritten(t *testing.T) {
 	o := state.NewOverlay(state.NewMemKV())
 	if _, ok := o.Newest(); ok {
 		t.Fatal("Newest on an empty overlay reported a write")
@@ -841,33 +841,49 @@ func TestOverlayNewestAndPendingWrite(t *testing.T) {
 		{"put", "a", "3", 2, "b=2"}, // a rewrite adds no key
 		{"del", "c", "", 3, "c!"},
 		{"del", "b", "", 3, "c!"},
+		{"put", "a", "4", 3, "c!"}, // rewritten twice: reported once
 	}
-	for i, s := range steps {
+	write := func(op, key, val string) {
+		t.Helper()
 		var err error
-		if s.op == "put" {
-			err = o.Put([]byte(s.key), []byte(s.val))
+		if op == "put" {
+			err = o.Put([]byte(key), []byte(val))
 		} else {
-			err = o.Delete([]byte(s.key))
+			err = o.Delete([]byte(key))
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
+	}
+	for i, s := range steps {
+		write(s.op, s.key, s.val)
 		w, ok := o.Newest()
 		if got := writesOf([]state.Write{w}); o.Pending() != s.pending || !ok || got[0] != s.newest {
 			t.Fatalf("step %d: Pending %d, Newest %q (%v); want %d, %q", i, o.Pending(), got, ok, s.pending, s.newest)
 		}
 	}
-	for key, want := range map[string]string{"a": "a=3", "b": "b!", "c": "c!"} {
-		w, ok := o.PendingWrite([]byte(key))
-		if got := writesOf([]state.Write{w}); !ok || got[0] != want {
-			t.Fatalf("PendingWrite(%q) = %q, %v; want %q", key, got, ok, want)
-		}
+	if got, want := writesOf(o.Rewritten()), []string{"a=4", "b!"}; !slices.Equal(got, want) {
+		t.Fatalf("Rewritten = %q, want %q", got, want)
 	}
-	if _, ok := o.PendingWrite([]byte("zz")); ok {
-		t.Fatal("PendingWrite reported a write for a key never written")
+	if got := o.Rewritten(); len(got) != 0 {
+		t.Fatalf("second Rewritten = %q, want nothing new", writesOf(got))
 	}
+	write("put", "c", "5") // rewritten after the previous call
+	if got, want := writesOf(o.Rewritten()), []string{"c=5"}; !slices.Equal(got, want) {
+		t.Fatalf("Rewritten = %q, want %q", got, want)
+	}
+	write("put", "a", "6")
 	o.Discard()
 	if _, ok := o.Newest(); ok {
 		t.Fatal("Newest after Discard reported a write")
+	}
+	if got := o.Rewritten(); len(got) != 0 {
+		t.Fatalf("Rewritten after Discard = %q, want nothing", writesOf(got))
+	}
+	write("put", "a", "7")
+	write("put", "a", "8")
+	o.Committed()
+	if got := o.Rewritten(); len(got) != 0 {
+		t.Fatalf("Rewritten after Committed = %q, want nothing", writesOf(got))
 	}
 }
