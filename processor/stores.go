@@ -109,7 +109,7 @@ func (s *storeKV) produce(wr state.Write) {
 	if wr.Delete {
 		r.Value = nil
 	}
-	s.w.cl.Produce(context.Background(), r, s.acked)
+	s.w.send.send(r, s.acked)
 }
 
 // stateTracker holds the stores of a worker's tasks and the changelog

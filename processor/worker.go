@@ -26,8 +26,9 @@ type worker struct {
 	txnID string // transactional id under ExactlyOnce, else empty
 	log   *slog.Logger
 
-	cl  *kgo.Client
-	txn *txnState // nil unless ExactlyOnce
+	cl   *kgo.Client
+	send *sender   // produces for the worker; see sender
+	txn  *txnState // nil unless ExactlyOnce
 
 	subFor  map[string]int // source topic -> sub-topology
 	tasks   map[topology.TaskID]*topology.Task
@@ -336,11 +337,10 @@ func (w *worker) deadLetter(r *kgo.Record, cause error) {
 	w.produce(dl)
 }
 
-// produce hands a record to the client; failures arrive at the promise.
-// The context is not the worker's: a graceful shutdown still flushes what
-// was produced.
+// produce queues a record for the client (see sender); failures arrive at
+// the promise.
 func (w *worker) produce(r *kgo.Record) {
-	w.cl.Produce(context.Background(), r, w.promise)
+	w.send.send(r, w.promise)
 }
 
 // partitionFor picks a partition for r, which has no explicit one:

@@ -60,9 +60,11 @@ func (w *worker) runExactlyOnce(ctx context.Context) error {
 		return fmt.Errorf("processor: create transactional client %s: %w", w.txnID, err)
 	}
 	w.cl = sess.Client()
+	w.send = newSender(w.cl)
 	w.txn = &txnState{sess: sess}
 	defer func() {
 		w.closeAll()
+		w.send.stop()
 		w.closeClient(sess.Close)
 	}()
 
@@ -139,6 +141,7 @@ func (w *worker) endTxnWithin(want kgo.TransactionEndTry, limit time.Duration) e
 	if want == kgo.TryCommit {
 		w.produceChangelogs()
 	}
+	w.send.drain()
 	if err := w.cl.Flush(ctx); err != nil {
 		return fmt.Errorf("processor: flush transaction %s: %w", w.txnID, err)
 	}
@@ -185,7 +188,7 @@ func (w *worker) abortQuietly() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), w.endTimeout())
 	defer cancel()
-	_ = w.cl.AbortBufferedRecords(ctx)
+	_ = w.send.discard(ctx)
 	if _, err := w.txn.sess.End(ctx, kgo.TryAbort); err != nil {
 		w.log.Warn("abort after error failed", "err", err)
 	}

@@ -19,8 +19,10 @@ func (w *worker) runPlain(ctx context.Context) error {
 		return fmt.Errorf("processor: create client: %w", err)
 	}
 	w.cl = cl
+	w.send = newSender(cl)
 	defer func() {
 		w.closeAll()
+		w.send.stop()
 		w.closeClient(cl.CloseAllowingRebalance)
 	}()
 	atMostOnce := c.guarantee == AtMostOnce
@@ -104,6 +106,7 @@ func (w *worker) commitPlain(dirty bool) error {
 	defer cancel()
 	defer w.timeCommit(time.Now())
 	w.produceChangelogs()
+	w.send.drain()
 	if err := w.cl.Flush(ctx); err != nil {
 		return fmt.Errorf("processor: flush: %w", err)
 	}

@@ -1,0 +1,138 @@
+package processor
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// sender hands a worker's records to the client from a goroutine of its
+// own, in the order the worker queued them, so that the client's
+// partitioning and batching do not run on the worker's goroutine (a fifth
+// of a stateful worker's time, which writes two records per input).
+//
+// send queues a record and wakes the goroutine if it is idle, so records
+// reach the client about as soon as they would with a direct Produce.
+// Before anything that needs every queued record inside the client (a
+// flush, the end of a transaction, closing the client) the worker calls
+// drain; before aborting, discard. Promises run as with any produce, on
+// the client's goroutines.
+type sender struct {
+	cl *kgo.Client
+
+	mu    sync.Mutex
+	idle  *sync.Cond // signalled when the goroutine runs out of work
+	queue []sendItem // guarded by mu
+	busy  bool       // guarded by mu: the goroutine has work or is producing
+
+	wake    chan struct{} // capacity 1
+	quit    chan struct{} // closed by stop
+	stopped chan struct{} // closed when the goroutine returns
+	// dropping makes the goroutine skip what it has not produced yet.
+	dropping atomic.Bool
+}
+
+type sendItem struct {
+	r       *kgo.Record
+	promise func(*kgo.Record, error)
+}
+
+func newSender(cl *kgo.Client) *sender {
+	s := &sender{
+		cl:      cl,
+		wake:    make(chan struct{}, 1),
+		quit:    make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+	s.idle = sync.NewCond(&s.mu)
+	go s.loop()
+	return s
+}
+
+func (s *sender) loop() {
+	defer close(s.stopped)
+	var spare []sendItem
+	for {
+		select {
+		case <-s.wake:
+		case <-s.quit:
+			return
+		}
+		for {
+			s.mu.Lock()
+			q := s.queue
+			if len(q) == 0 {
+				s.busy = false
+				s.idle.Broadcast()
+				s.mu.Unlock()
+				break
+			}
+			s.queue = spare[:0]
+			s.mu.Unlock()
+			for _, it := range q {
+				if s.dropping.Load() {
+					break
+				}
+				// Not the worker's context: a graceful shutdown still
+				// flushes what was produced.
+				s.cl.Produce(context.Background(), it.r, it.promise)
+			}
+			clear(q)
+			spare = q
+		}
+	}
+}
+
+// send queues r; its promise is called once the client is done with it
+// (unless discard drops it first).
+func (s *sender) send(r *kgo.Record, promise func(*kgo.Record, error)) {
+	s.mu.Lock()
+	s.queue = append(s.queue, sendItem{r: r, promise: promise})
+	wake := !s.busy
+	s.busy = true
+	s.mu.Unlock()
+	if wake {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// drain returns once every queued record has been handed to the client.
+func (s *sender) drain() {
+	s.mu.Lock()
+	for s.busy {
+		s.idle.Wait()
+	}
+	s.mu.Unlock()
+}
+
+// discard drops the queued records the goroutine has not produced yet and
+// fails those buffered in the client (AbortBufferedRecords), for an abort.
+// The dropped records' promises are not called.
+func (s *sender) discard(ctx context.Context) error {
+	s.dropping.Store(true)
+	s.mu.Lock()
+	clear(s.queue)
+	s.queue = s.queue[:0]
+	s.mu.Unlock()
+	// Aborting first frees the goroutine if it is blocked in Produce on a
+	// full buffer; the second abort fails what it produced meanwhile.
+	err := s.cl.AbortBufferedRecords(ctx)
+	s.drain()
+	s.dropping.Store(false)
+	if err2 := s.cl.AbortBufferedRecords(ctx); err == nil {
+		err = err2
+	}
+	return err
+}
+
+// stop drains and ends the goroutine.
+func (s *sender) stop() {
+	s.drain()
+	close(s.quit)
+	<-s.stopped
+}
