@@ -130,6 +130,23 @@ func (s *sender) discard(ctx context.Context) error {
 	return err
 }
 
+// records hands out zeroed kgo.Records carved from arrays, one allocation
+// per recordSlabLen records instead of one each. An array stays in memory
+// while any of its records does; records are released soon after the
+// broker acknowledges them, in about the order they were made.
+type records struct{ slab []kgo.Record }
+
+const recordSlabLen = 128
+
+func (rs *records) next() *kgo.Record {
+	if len(rs.slab) == 0 {
+		rs.slab = make([]kgo.Record, recordSlabLen)
+	}
+	r := &rs.slab[0]
+	rs.slab = rs.slab[1:]
+	return r
+}
+
 // stop drains and ends the goroutine.
 func (s *sender) stop() {
 	s.drain()

@@ -105,7 +105,8 @@ func (s *storeKV) logWrite(pendingBefore int) error {
 }
 
 func (s *storeKV) produce(wr state.Write) {
-	r := &kgo.Record{Topic: s.topic, Partition: s.key.task.Partition, Key: wr.Key, Value: wr.Value}
+	r := s.w.recs.next()
+	r.Topic, r.Partition, r.Key, r.Value = s.topic, s.key.task.Partition, wr.Key, wr.Value
 	if wr.Delete {
 		r.Value = nil
 	}

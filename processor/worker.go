@@ -28,6 +28,7 @@ type worker struct {
 
 	cl   *kgo.Client
 	send *sender   // produces for the worker; see sender
+	recs records   // the records it produces are carved from these
 	txn  *txnState // nil unless ExactlyOnce
 
 	subFor  map[string]int // source topic -> sub-topology
@@ -385,13 +386,8 @@ func (e *taskEnv) Send(rec topology.OutRecord) error {
 	if err := w.beforeSend(); err != nil {
 		return &envError{err}
 	}
-	r := &kgo.Record{
-		Topic:     rec.Topic,
-		Partition: rec.Partition,
-		Key:       rec.Key,
-		Value:     rec.Value,
-		Timestamp: rec.Timestamp,
-	}
+	r := w.recs.next()
+	r.Topic, r.Partition, r.Key, r.Value, r.Timestamp = rec.Topic, rec.Partition, rec.Key, rec.Value, rec.Timestamp
 	if r.Partition < 0 {
 		r.Partition = w.partitionFor(r, e.id.Partition)
 	}
