@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/onceflow/onceflow/state"
@@ -885,5 +886,46 @@ func TestOverlayNewestAndRewritten(t *testing.T) {
 	o.Committed()
 	if got := o.Rewritten(); len(got) != 0 {
 		t.Fatalf("Rewritten after Committed = %q, want nothing", writesOf(got))
+	}
+}
+
+// TestOverlayHandedOutValuesStay checks that committed values handed out by
+// TakeUnapplied and by an iterator's snapshot do not change when the keys
+// are committed again (small values live inside the overlay's entries).
+func TestOverlayHandedOutValuesStay(t *testing.T) {
+	for _, cached := range []bool{false, true} {
+		base := state.NewMemKV()
+		o := state.NewOverlay(base)
+		if cached {
+			o = state.NewCachedOverlay(base, state.NewCacheBudget(1<<20))
+		}
+		long := strings.Repeat("x", 40) // not inline
+		put := func(k, v string) {
+			t.Helper()
+			if err := o.Put([]byte(k), []byte(v)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		put("a", "1")
+		put("b", long)
+		o.Committed()
+		it, err := o.Range(nil, nil) // snapshot of the unapplied values
+		if err != nil {
+			t.Fatal(err)
+		}
+		taken := o.TakeUnapplied()
+		put("a", "2")
+		put("b", "3")
+		o.Committed()
+		if got, want := writesOf(taken), []string{"a=1", "b=" + long}; !slices.Equal(got, want) {
+			t.Fatalf("cached=%v: TakeUnapplied result became %q after a later commit, want %q", cached, got, want)
+		}
+		if got, want := collect(t, it), []string{"a=1", "b=" + long}; !slices.Equal(got, want) {
+			t.Fatalf("cached=%v: iterator saw %q, want the snapshot %q", cached, got, want)
+		}
+		v, ok, err := o.Get([]byte("a"))
+		if err != nil || !ok || string(v) != "2" {
+			t.Fatalf("cached=%v: Get(a) = %q, %v, %v; want 2", cached, v, ok, err)
+		}
 	}
 }
