@@ -33,7 +33,9 @@ type Record[K, V any] struct {
 }
 
 // RawRecord is an input record as the runtime consumed it, before
-// deserialization. It is what [Task.Process] takes.
+// deserialization. It is what [Task.Process] takes. Its Key and Value must
+// not change after Process is called: the record a source makes may share
+// them (with [BytesSerde]), and processors may keep it.
 type RawRecord struct {
 	Topic     string
 	Partition int32

@@ -68,12 +68,13 @@ func (o *outputs[K, V]) all(rec Record[K, V]) error {
 func sourceInstance[K, V any](key Serde[K], value Serde[V]) instantiateFunc {
 	return func(t *Task, n *node, f *fanout) (instance, error) {
 		out := &outputs[K, V]{f: f}
+		decodeKey, decodeValue := sourceDecoder(key), sourceDecoder(value)
 		ingest := func(raw RawRecord) error {
-			k, err := deserialize(key, raw.Key)
+			k, err := decodeKey(raw.Key)
 			if err != nil {
 				return &DeserializeError{Topic: raw.Topic, Partition: raw.Partition, Offset: raw.Offset, Part: "key", Err: err}
 			}
-			v, err := deserialize(value, raw.Value)
+			v, err := decodeValue(raw.Value)
 			if err != nil {
 				return &DeserializeError{Topic: raw.Topic, Partition: raw.Partition, Offset: raw.Offset, Part: "value", Err: err}
 			}
@@ -101,6 +102,15 @@ func deserialize[T any](s Serde[T], b []byte) (T, error) {
 		return err
 	})
 	return v, err
+}
+
+// sourceDecoder returns how a source decodes with s: without a copy when s
+// can (a RawRecord's bytes never change), else with deserialize.
+func sourceDecoder[T any](s Serde[T]) func([]byte) (T, error) {
+	if sd, ok := s.(sharingDeserializer[T]); ok {
+		return sd.deserializeShared
+	}
+	return func(b []byte) (T, error) { return deserialize(s, b) }
 }
 
 func processorInstance[KIn, VIn, KOut, VOut any](supplier func() Processor[KIn, VIn, KOut, VOut]) instantiateFunc {

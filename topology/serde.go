@@ -19,9 +19,26 @@ type Serde[T any] interface {
 	Deserialize(b []byte) (T, error)
 }
 
-// BytesSerde returns a Serde that passes bytes through. Deserialize returns a
-// copy, so a record may keep its key or value.
+// BytesSerde returns a Serde that passes bytes through. Deserialize returns
+// a copy. A source reading with it does not copy: the record's key or value
+// shares the memory of the consumed record (see [RawRecord]), which nothing
+// else changes. Such a slice has no spare capacity, so appending to it
+// copies; keeping it keeps the consumed batch's buffer alive, so copy it
+// (bytes.Clone) to hold it for long outside a store (stores copy anyway).
 func BytesSerde() Serde[[]byte] { return bytesSerde{} }
+
+// sharingDeserializer is implemented by serdes that can decode a source
+// record's bytes without copying them (see RawRecord).
+type sharingDeserializer[T any] interface {
+	deserializeShared(b []byte) (T, error)
+}
+
+func (bytesSerde) deserializeShared(b []byte) ([]byte, error) {
+	if b == nil {
+		return nil, nil
+	}
+	return b[:len(b):len(b)], nil
+}
 
 type bytesSerde struct{}
 

@@ -510,3 +510,28 @@ func TestNewTaskErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestBytesSourceSharesInput checks that a BytesSerde source hands the
+// processor the consumed bytes without a copy, capped so that appending to
+// them cannot overwrite what follows them in the input's buffer.
+func TestBytesSourceSharesInput(t *testing.T) {
+	var got []byte
+	b := topology.NewBuilder()
+	topology.AddSource(b, "in", topology.BytesSerde(), topology.BytesSerde(), "in")
+	topology.AddProcessor(b, "keep", proc(func(ctx topology.Context[[]byte, []byte], r topology.Record[[]byte, []byte]) error {
+		got = r.Value
+		_ = append(r.Value, '!')
+		return nil
+	}), "in")
+	task, _ := start(t, b)
+	buf := []byte("k1v1after")
+	if err := task.Process(topology.RawRecord{Topic: "in", Key: buf[0:2], Value: buf[2:4]}); err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != "v1" || &got[0] != &buf[2] {
+		t.Fatalf("processor saw value %q at %p, want %q sharing the input at %p", got, &got[0], "v1", &buf[2])
+	}
+	if cap(got) != len(got) || string(buf) != "k1v1after" {
+		t.Fatalf("value has capacity %d (length %d); input is now %q, want it unchanged", cap(got), len(got), buf)
+	}
+}
