@@ -1,12 +1,10 @@
 package processor
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"maps"
-	"slices"
 	"sync"
 	"time"
 
@@ -332,7 +330,7 @@ func (w *worker) applyStores() error {
 		// starts its search where the previous one ended).
 		c := &state.Commit{}
 		for _, p := range parts {
-			slices.SortFunc(p.writes, func(a, b state.Write) int { return bytes.Compare(a.Key, b.Key) })
+			state.SortWrites(p.writes)
 			c.Add(p.k.name, p.k.task.Partition, p.writes)
 		}
 		for k, off := range offsets {

@@ -584,7 +584,7 @@ func (o *Overlay) Pending() int { return len(o.dirty) }
 func (o *Overlay) Writes() []Write {
 	if o.sorted == nil && len(o.dirty) > 0 {
 		ws := o.UnorderedWrites()
-		slices.SortFunc(ws, func(a, b Write) int { return bytes.Compare(a.Key, b.Key) })
+		SortWrites(ws)
 		o.sorted = ws
 	}
 	return o.sorted
@@ -599,7 +599,7 @@ func (o *Overlay) view() []Write {
 	}
 	if o.merged == nil {
 		ws := appendCommitted(o.UnorderedWrites(), o.unapplied, func(e *entry) bool { return e.write == noWrite })
-		slices.SortFunc(ws, func(a, b Write) int { return bytes.Compare(a.Key, b.Key) })
+		SortWrites(ws)
 		o.merged = ws
 	}
 	return o.merged
