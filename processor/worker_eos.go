@@ -23,7 +23,8 @@ func (w *worker) run(ctx context.Context) error {
 type txnState struct {
 	sess    *kgo.GroupTransactSession
 	open    bool
-	started time.Time
+	due     time.Time // when the open transaction should end
+	lastEnd time.Time // when ending the previous one began
 	records int
 }
 
@@ -40,7 +41,13 @@ func (w *worker) beginTxn() error {
 	if err := w.txn.sess.Begin(); err != nil {
 		return fmt.Errorf("processor: begin transaction %s: %w", w.txnID, err)
 	}
-	w.txn.open, w.txn.started, w.txn.records = true, time.Now(), 0
+	// Transactions end one commit interval apart (from the start of one
+	// end to the start of the next), as Kafka Streams commits: a record
+	// then waits at most about an interval plus one commit. After an idle
+	// spell the new transaction is due at once, after its first batch.
+	now := time.Now()
+	w.txn.open, w.txn.records = true, 0
+	w.txn.due = laterOf(w.txn.lastEnd.Add(w.p.cfg.commitInterval), now)
 	return nil
 }
 
@@ -88,7 +95,7 @@ func (w *worker) runExactlyOnce(ctx context.Context) error {
 		// wall-clock punctuators get their turn.
 		deadline := time.Now().Add(c.commitInterval)
 		if w.txn.open {
-			deadline = w.txn.started.Add(c.commitInterval)
+			deadline = w.txn.due
 		}
 		pctx, cancel := context.WithDeadline(ctx, deadline)
 		polled := time.Now()
@@ -118,7 +125,7 @@ func (w *worker) runExactlyOnce(ctx context.Context) error {
 			w.abortQuietly()
 			return w.fenceOr(procErr)
 		}
-		if w.txn.open && (!time.Now().Before(w.txn.started.Add(c.commitInterval)) ||
+		if w.txn.open && (!time.Now().Before(w.txn.due) ||
 			w.txn.records >= c.maxRecordsPerTxn || w.hasProduceErr()) {
 			if err := w.endTxn(kgo.TryCommit); err != nil {
 				return err
@@ -137,7 +144,8 @@ func (w *worker) endTxn(want kgo.TransactionEndTry) error {
 func (w *worker) endTxnWithin(want kgo.TransactionEndTry, limit time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
-	defer w.timeCommit(time.Now())
+	w.txn.lastEnd = time.Now()
+	defer w.timeCommit(w.txn.lastEnd)
 	if want == kgo.TryCommit {
 		w.produceChangelogs()
 	}
@@ -214,6 +222,14 @@ func (w *worker) shutdownExactlyOnce() error {
 		return nil
 	}
 	return err
+}
+
+// laterOf returns the later of a and b.
+func laterOf(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // fenceOr turns a fencing error into one wrapping ErrFenced.

@@ -26,13 +26,16 @@ func (w *worker) runPlain(ctx context.Context) error {
 		w.closeClient(cl.CloseAllowingRebalance)
 	}()
 	atMostOnce := c.guarantee == AtMostOnce
-	batchStart, pending := time.Now(), 0
+	// Batches end one commit interval apart, from the start of one commit
+	// to the start of the next (see beginTxn).
+	var batchDue, lastCommit time.Time
+	pending := 0
 
 	for {
 		if ctx.Err() != nil {
 			return w.commitPlain(pending > 0)
 		}
-		deadline := batchStart.Add(c.commitInterval)
+		deadline := batchDue
 		if pending == 0 {
 			deadline = time.Now().Add(c.commitInterval)
 		}
@@ -56,7 +59,8 @@ func (w *worker) runPlain(ctx context.Context) error {
 			}
 		}
 		if pending == 0 && !fs.Empty() {
-			batchStart = time.Now()
+			now := time.Now()
+			batchDue = laterOf(lastCommit.Add(c.commitInterval), now)
 		}
 		var procErr error
 		fs.EachRecord(func(r *kgo.Record) {
@@ -73,7 +77,8 @@ func (w *worker) runPlain(ctx context.Context) error {
 			// after a restart.
 			return procErr
 		}
-		if pending > 0 && (!time.Now().Before(batchStart.Add(c.commitInterval)) || pending >= c.maxRecordsPerTxn) {
+		if pending > 0 && (!time.Now().Before(batchDue) || pending >= c.maxRecordsPerTxn) {
+			lastCommit = time.Now()
 			if err := w.commitPlain(true); err != nil {
 				return err
 			}
