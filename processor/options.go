@@ -165,8 +165,11 @@ func WithGuarantee(g Guarantee) Opt { return optFunc(func(c *cfg) { c.guarantee 
 
 // CommitInterval sets how often the open transaction is committed (or,
 // without transactions, how often offsets are committed), like Kafka
-// Streams' commit.interval.ms. The default is 100 ms under ExactlyOnce and
-// 1 s otherwise.
+// Streams' commit.interval.ms: from the start of one commit to the start
+// of the next, so a record waits about an interval plus one commit at
+// most. A polled batch is processed whole first, so a commit may come a
+// batch late (see MaxPollRecords). The default is 100 ms under ExactlyOnce
+// and 1 s otherwise.
 func CommitInterval(d time.Duration) Opt {
 	return optFunc(func(c *cfg) { c.commitInterval, c.commitIntervalSet = d, true })
 }
