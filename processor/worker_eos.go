@@ -45,9 +45,8 @@ func (w *worker) beginTxn() error {
 	// end to the start of the next), as Kafka Streams commits: a record
 	// then waits at most about an interval plus one commit. After an idle
 	// spell the new transaction is due at once, after its first batch.
-	now := time.Now()
 	w.txn.open, w.txn.records = true, 0
-	w.txn.due = laterOf(w.txn.lastEnd.Add(w.p.cfg.commitInterval), now)
+	w.txn.due = laterOf(w.txn.lastEnd.Add(w.p.cfg.commitInterval), time.Now())
 	return nil
 }
 

@@ -59,8 +59,7 @@ func (w *worker) runPlain(ctx context.Context) error {
 			}
 		}
 		if pending == 0 && !fs.Empty() {
-			now := time.Now()
-			batchDue = laterOf(lastCommit.Add(c.commitInterval), now)
+			batchDue = laterOf(lastCommit.Add(c.commitInterval), time.Now())
 		}
 		var procErr error
 		fs.EachRecord(func(r *kgo.Record) {
