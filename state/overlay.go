@@ -417,8 +417,9 @@ func (o *Overlay) Unapplied() int { return len(o.unapplied) }
 // key, in commit order (not sorted), and from then on treats them as
 // applied to the base: the caller must apply them before anything reads
 // the base again. With a cache they stay cached (and may be evicted);
-// without one the overlay forgets them. The key and value slices are
-// shared with the overlay and must not be modified.
+// without one the overlay forgets them. The slices may be shared with the
+// overlay and must not be modified; they stay valid whatever the overlay
+// does next.
 func (o *Overlay) TakeUnapplied() []Write {
 	if len(o.unapplied) == 0 {
 		return nil
