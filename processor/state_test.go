@@ -125,8 +125,16 @@ func (l *restoreLog) records() (n int64, restores int) {
 
 // TestStatefulSums checks a store end to end: the output, the store on
 // disk and the changelog all equal the ground truth; a restart replays
-// nothing; an empty state directory restores in full.
+// nothing; an empty state directory restores in full. It runs with writes
+// applied to Pebble after every commit, and with an apply interval so long
+// that only the shutdown applies them.
 func TestStatefulSums(t *testing.T) {
+	for _, every := range []time.Duration{0, time.Hour} {
+		t.Run(fmt.Sprintf("apply-interval=%s", every), func(t *testing.T) { testStatefulSums(t, every) })
+	}
+}
+
+func testStatefulSums(t *testing.T, applyEvery time.Duration) {
 	const parts, keys, n = 2, 500, 10_000
 	seeds := kafkatest.Brokers(t)
 	in := kafkatest.Topic(t, seeds, parts, nil)
@@ -140,7 +148,8 @@ func TestStatefulSums(t *testing.T) {
 		t.Helper()
 		var rl restoreLog
 		sumInput(t, seeds, in, parts, from, n, keys, truth)
-		r := start(t, topo, append(baseOpts(seeds, app, "i"), processor.StateDir(dir), processor.OnRestore(rl.hook))...)
+		r := start(t, topo, append(baseOpts(seeds, app, "i"), processor.StateDir(dir), processor.OnRestore(rl.hook),
+			processor.StoreApplyInterval(applyEvery))...)
 		waitCommitted(t, seeds, app, in, int64(from+n), 60*time.Second)
 		if err := r.stop(t); err != nil {
 			t.Fatalf("Run: %v", err)
