@@ -130,6 +130,13 @@ func (s *sender) discard(ctx context.Context) error {
 	return err
 }
 
+// stop drains and ends the goroutine.
+func (s *sender) stop() {
+	s.drain()
+	close(s.quit)
+	<-s.stopped
+}
+
 // records hands out zeroed kgo.Records carved from arrays, one allocation
 // per recordSlabLen records instead of one each. An array stays in memory
 // while any of its records does; records are released soon after the
@@ -145,11 +152,4 @@ func (rs *records) next() *kgo.Record {
 	r := &rs.slab[0]
 	rs.slab = rs.slab[1:]
 	return r
-}
-
-// stop drains and ends the goroutine.
-func (s *sender) stop() {
-	s.drain()
-	close(s.quit)
-	<-s.stopped
 }

@@ -7,9 +7,10 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 )
 
-// Commit collects what one commit applies to a [DB]: the pending writes of
-// several store-partitions (typically [Overlay.Writes] of each task store) and
-// the changelog offsets they reflect. [DB.Commit] applies all of it in one
+// Commit collects what one commit applies to a [DB]: the writes of several
+// store-partitions (typically what [Overlay.TakeUnapplied] returned for each
+// task store, sorted with [SortWrites]) and the changelog offsets they
+// reflect. [DB.Commit] applies all of it in one
 // atomic Pebble batch, so after a crash the data of a store-partition and its
 // checkpoint always agree.
 //
@@ -35,9 +36,9 @@ type commitCheckpoint struct {
 // Add adds writes to (store, partition). Writes are applied in the order they
 // were added, so when a key is written twice the later write wins. Add does
 // not copy writes: the slice and the slices it refers to must stay unchanged
-// until DB.Commit returns. (The slice returned by Overlay.Writes qualifies as
-// long as the overlay is not written to in between.) After DB.Commit succeeds,
-// call Overlay.Discard, not Overlay.Commit: the writes are already applied.
+// until DB.Commit returns. (Overlay.TakeUnapplied's result qualifies
+// whatever the overlay does meanwhile; Overlay.Writes' only while the
+// overlay is not written to.)
 func (c *Commit) Add(store string, partition int32, writes []Write) {
 	if len(writes) == 0 {
 		return

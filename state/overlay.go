@@ -33,10 +33,11 @@ type BatchApplier interface {
 // hiding it. The base is not modified until [Overlay.Commit];
 // [Overlay.Discard] drops the pending writes and leaves the base untouched.
 //
-// Pending writes are kept in a map (with the cached values, if any). Iteration (Range, PrefixScan, Writes,
-// Commit) needs them sorted: the sorted list is built on demand, in
-// O(n log n) for n pending keys, and reused until the next Put or Delete, so
-// a task that alternates writes and scans pays for a sort per scan.
+// Pending writes are kept in a map (with the unapplied and cached values,
+// if any). Iteration (Range, PrefixScan, Writes, Commit) needs them sorted:
+// the sorted list (with the unapplied values, for scans) is built on demand
+// with [SortWrites] and reused until the next write or commit, so a task
+// that alternates writes and scans pays for a sort per scan.
 //
 // An iterator sees a snapshot of the pending writes taken when it was
 // created: later Put, Delete, Commit or Discard calls on the overlay do not
