@@ -151,31 +151,33 @@ func (s *typedStore[K, V]) encodeKey(key K) ([]byte, error) {
 // scratchKey encodes key into kbuf when the codec can; the result is valid
 // until the next scratchKey call.
 func (s *typedStore[K, V]) scratchKey(key K) ([]byte, error) {
-	if s.kapp == nil {
-		return s.encodeKey(key)
-	}
-	b, err := s.kapp.Append(s.kbuf[:0], key)
+	b, err := encodeInto(s.key, s.kapp, &s.kbuf, key)
 	if err != nil {
 		return nil, fmt.Errorf("state: store %q: serialize key: %w", s.name, err)
 	}
-	s.kbuf = b
 	return b, nil
 }
 
 // scratchValue is scratchKey for values.
 func (s *typedStore[K, V]) scratchValue(v V) ([]byte, error) {
-	var b []byte
-	var err error
-	if s.vapp == nil {
-		b, err = s.value.Serialize(v)
-	} else {
-		b, err = s.vapp.Append(s.vbuf[:0], v)
-		s.vbuf = b
-	}
+	b, err := encodeInto(s.value, s.vapp, &s.vbuf, v)
 	if err != nil {
 		return nil, fmt.Errorf("state: store %q: serialize value: %w", s.name, err)
 	}
 	return b, nil
+}
+
+// encodeInto encodes v with app into *scratch (reusing its memory) when app
+// is not nil, and with c.Serialize otherwise.
+func encodeInto[T any](c Codec[T], app Appender[T], scratch *[]byte, v T) ([]byte, error) {
+	if app == nil {
+		return c.Serialize(v)
+	}
+	b, err := app.Append((*scratch)[:0], v)
+	if err == nil {
+		*scratch = b
+	}
+	return b, err
 }
 
 func (s *typedStore[K, V]) Get(key K) (V, bool, error) {
