@@ -13,19 +13,28 @@ import (
 // partitioning and batching do not run on the worker's goroutine (a fifth
 // of a stateful worker's time, which writes two records per input).
 //
-// send queues a record and wakes the goroutine if it is idle, so records
-// reach the client about as soon as they would with a direct Produce.
-// Before anything that needs every queued record inside the client (a
+// send collects records on the worker's side while the goroutine is busy
+// producing earlier ones and hands them over in chunks of sendChunk (one
+// lock per chunk, not per record); a record queued while the goroutine is
+// idle goes over at once, so a slow processor's outputs do not wait for a
+// chunk to fill. The worker calls push when it has processed a poll's
+// records, so nothing waits in its hands while it polls or commits. Before anything that needs every queued record inside the client (a
 // flush, the end of a transaction, closing the client) the worker calls
 // drain; before aborting, discard. Promises run as with any produce, on
 // the client's goroutines.
 type sender struct {
 	cl *kgo.Client
 
+	// local is what the worker queued since its last hand-over; only the
+	// worker's goroutine touches it.
+	local []sendItem
+
 	mu    sync.Mutex
 	idle  *sync.Cond // signalled when the goroutine runs out of work
 	queue []sendItem // guarded by mu
 	busy  bool       // guarded by mu: the goroutine has work or is producing
+	// working mirrors busy for the worker's unlocked look in send.
+	working atomic.Bool
 
 	wake    chan struct{} // capacity 1
 	quit    chan struct{} // closed by stop
@@ -65,6 +74,7 @@ func (s *sender) loop() {
 			q := s.queue
 			if len(q) == 0 {
 				s.busy = false
+				s.working.Store(false)
 				s.idle.Broadcast()
 				s.mu.Unlock()
 				break
@@ -85,14 +95,33 @@ func (s *sender) loop() {
 	}
 }
 
+// sendChunk is how many records the worker collects before handing them
+// to the sender's goroutine.
+const sendChunk = 256
+
 // send queues r; its promise is called once the client is done with it
 // (unless discard drops it first).
 func (s *sender) send(r *kgo.Record, promise func(*kgo.Record, error)) {
+	s.local = append(s.local, sendItem{r: r, promise: promise})
+	if len(s.local) >= sendChunk || !s.working.Load() {
+		s.push()
+	}
+}
+
+// push hands what the worker collected to the sender's goroutine, waking
+// it if it is idle.
+func (s *sender) push() {
+	if len(s.local) == 0 {
+		return
+	}
 	s.mu.Lock()
-	s.queue = append(s.queue, sendItem{r: r, promise: promise})
+	s.queue = append(s.queue, s.local...)
 	wake := !s.busy
 	s.busy = true
+	s.working.Store(true)
 	s.mu.Unlock()
+	clear(s.local)
+	s.local = s.local[:0]
 	if wake {
 		select {
 		case s.wake <- struct{}{}:
@@ -103,6 +132,7 @@ func (s *sender) send(r *kgo.Record, promise func(*kgo.Record, error)) {
 
 // drain returns once every queued record has been handed to the client.
 func (s *sender) drain() {
+	s.push()
 	s.mu.Lock()
 	for s.busy {
 		s.idle.Wait()
@@ -114,6 +144,8 @@ func (s *sender) drain() {
 // fails those buffered in the client (AbortBufferedRecords), for an abort.
 // The dropped records' promises are not called.
 func (s *sender) discard(ctx context.Context) error {
+	clear(s.local)
+	s.local = s.local[:0]
 	s.dropping.Store(true)
 	s.mu.Lock()
 	clear(s.queue)

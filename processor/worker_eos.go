@@ -120,6 +120,7 @@ func (w *worker) runExactlyOnce(ctx context.Context) error {
 		if procErr == nil {
 			procErr = w.punctuate(time.Now())
 		}
+		w.send.push()
 		if procErr != nil {
 			w.abortQuietly()
 			return w.fenceOr(procErr)

@@ -71,6 +71,7 @@ func (w *worker) runPlain(ctx context.Context) error {
 		if procErr == nil {
 			procErr = w.punctuate(time.Now())
 		}
+		w.send.push()
 		if procErr != nil {
 			// No commit: under AtLeastOnce the failed batch is redone
 			// after a restart.
