@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -23,6 +24,20 @@ type child struct {
 	logf    *os.File
 }
 
+// shortArgv is argv for a log's first line: absolute paths (the binary in
+// the build cache, temporary directories) shortened to their last element,
+// so that committed logs do not carry the paths of the machine they ran on.
+func shortArgv(argv []string) []string {
+	out := make([]string, len(argv))
+	for i, a := range argv {
+		if filepath.IsAbs(a) {
+			a = filepath.Base(a)
+		}
+		out[i] = a
+	}
+	return out
+}
+
 // startChild starts argv, logging its stdout and stderr to logPath.
 func startChild(name, logPath string, argv []string) (*child, error) {
 	logf, err := os.Create(logPath)
@@ -33,7 +48,7 @@ func startChild(name, logPath string, argv []string) (*child, error) {
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.SysProcAttr = childSysProcAttr()
-	fmt.Fprintf(logf, "# %s\n", strings.Join(argv, " "))
+	fmt.Fprintf(logf, "# %s\n", strings.Join(shortArgv(argv), " "))
 	c := &child{name: name, cmd: cmd, exited: make(chan struct{}), logf: logf}
 	c.started = time.Now()
 	if err := cmd.Start(); err != nil {
