@@ -18,7 +18,8 @@ import (
 // lock per chunk, not per record); a record queued while the goroutine is
 // idle goes over at once, so a slow processor's outputs do not wait for a
 // chunk to fill. The worker calls push when it has processed a poll's
-// records, so nothing waits in its hands while it polls or commits. Before anything that needs every queued record inside the client (a
+// records, so nothing waits in its hands while it polls or commits.
+// Before anything that needs every queued record inside the client (a
 // flush, the end of a transaction, closing the client) the worker calls
 // drain; before aborting, discard. Promises run as with any produce, on
 // the client's goroutines.

@@ -120,11 +120,11 @@ func (w *worker) runExactlyOnce(ctx context.Context) error {
 		if procErr == nil {
 			procErr = w.punctuate(time.Now())
 		}
-		w.send.push()
 		if procErr != nil {
 			w.abortQuietly()
 			return w.fenceOr(procErr)
 		}
+		w.send.push()
 		if w.txn.open && (!time.Now().Before(w.txn.due) ||
 			w.txn.records >= c.maxRecordsPerTxn || w.hasProduceErr()) {
 			if err := w.endTxn(kgo.TryCommit); err != nil {

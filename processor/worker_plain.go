@@ -71,12 +71,12 @@ func (w *worker) runPlain(ctx context.Context) error {
 		if procErr == nil {
 			procErr = w.punctuate(time.Now())
 		}
-		w.send.push()
 		if procErr != nil {
 			// No commit: under AtLeastOnce the failed batch is redone
 			// after a restart.
 			return procErr
 		}
+		w.send.push()
 		if pending > 0 && (!time.Now().Before(batchDue) || pending >= c.maxRecordsPerTxn) {
 			lastCommit = time.Now()
 			if err := w.commitPlain(true); err != nil {
