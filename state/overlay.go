@@ -312,8 +312,9 @@ func (o *Overlay) evict(target int64) {
 }
 
 // count adds e's cached value to the budget; uncount takes it out.
+// Without a budget they do nothing.
 func (o *Overlay) count(e *entry) {
-	if e.cachedState == notCached {
+	if o.budget == nil || e.cachedState == notCached {
 		return
 	}
 	o.budget.used += e.size()
@@ -323,7 +324,7 @@ func (o *Overlay) count(e *entry) {
 }
 
 func (o *Overlay) uncount(e *entry) {
-	if e.cachedState == notCached {
+	if o.budget == nil || e.cachedState == notCached {
 		return
 	}
 	o.budget.used -= e.size()
@@ -338,9 +339,7 @@ func (o *Overlay) uncache(x *entry) {
 	if x.cachedState == notCached {
 		return
 	}
-	if o.budget != nil {
-		o.uncount(x)
-	}
+	o.uncount(x)
 	x.cached, x.cachedState = nil, notCached
 	if x.write == noWrite {
 		o.entries.delete(x.key)
@@ -393,16 +392,14 @@ func (o *Overlay) Committed() {
 			st = valueAbsent
 		}
 		e.pending, e.write = nil, noWrite
-		if o.budget != nil {
-			o.uncount(e)
-		}
+		o.uncount(e)
 		if !e.unapplied {
 			e.unapplied = true
 			o.unapplied = append(o.unapplied, e)
 		}
 		e.setCached(v, st)
+		o.count(e)
 		if o.budget != nil {
-			o.count(e)
 			o.fit(e)
 		}
 	}
@@ -430,17 +427,21 @@ func (o *Overlay) TakeUnapplied() []Write {
 	return ws
 }
 
+// setApplied makes e's unapplied value an ordinary cached one (the
+// caller removes e from the unapplied list).
+func (o *Overlay) setApplied(e *entry) {
+	o.uncount(e)
+	e.unapplied = false
+	o.count(e)
+}
+
 // markApplied turns the unapplied values into ordinary cached ones.
 func (o *Overlay) markApplied() {
 	for _, e := range o.unapplied {
-		if o.budget != nil {
-			o.uncount(e)
-			e.unapplied = false
-			o.count(e)
-			continue
+		o.setApplied(e)
+		if o.budget == nil {
+			o.uncache(e)
 		}
-		e.unapplied = false
-		o.uncache(e)
 	}
 	clear(o.unapplied)
 	o.unapplied, o.merged = o.unapplied[:0], nil
@@ -458,13 +459,7 @@ func (o *Overlay) markApplied() {
 // elsewhere (a changelog restore).
 func (o *Overlay) ResetCache() {
 	for _, e := range o.unapplied {
-		if o.budget != nil {
-			o.uncount(e)
-		}
-		e.unapplied = false
-		if o.budget != nil {
-			o.count(e)
-		}
+		o.setApplied(e)
 	}
 	clear(o.unapplied)
 	o.unapplied, o.merged = o.unapplied[:0], nil
