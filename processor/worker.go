@@ -168,6 +168,40 @@ func (w *worker) hasProduceErr() bool {
 	return w.produceErr != nil
 }
 
+// poll waits for records until deadline (or ctx ends), adding the wait to
+// Stats.PollTime.
+func (w *worker) poll(ctx context.Context, deadline time.Time) kgo.Fetches {
+	pctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	polled := time.Now()
+	fs := w.cl.PollRecords(pctx, w.p.cfg.maxPollRecords)
+	w.p.stats.pollNanos.Add(int64(time.Since(polled)))
+	return fs
+}
+
+// processBatch runs the polled records through their tasks in order, then
+// the punctuators, and hands what they produced to the sender. It stops at
+// the first error (handing nothing over) and returns it with the number of
+// records it ran, the failed one included.
+func (w *worker) processBatch(fs kgo.Fetches) (int, error) {
+	n := 0
+	var err error
+	fs.EachRecord(func(r *kgo.Record) {
+		if err == nil {
+			err = w.process(r)
+			n++
+		}
+	})
+	if err == nil {
+		err = w.punctuate(time.Now())
+	}
+	if err != nil {
+		return n, err
+	}
+	w.send.push()
+	return n, nil
+}
+
 // task returns the task for id, creating and initializing it on first use.
 func (w *worker) task(id topology.TaskID) (*topology.Task, error) {
 	if t, ok := w.tasks[id]; ok {

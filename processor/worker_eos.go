@@ -96,11 +96,7 @@ func (w *worker) runExactlyOnce(ctx context.Context) error {
 		if w.txn.open {
 			deadline = w.txn.due
 		}
-		pctx, cancel := context.WithDeadline(ctx, deadline)
-		polled := time.Now()
-		fs := sess.PollRecords(pctx, c.maxPollRecords)
-		cancel()
-		w.p.stats.pollNanos.Add(int64(time.Since(polled)))
+		fs := w.poll(ctx, deadline)
 		if err := w.fetchErr(fs); err != nil {
 			w.abortQuietly()
 			return err
@@ -110,21 +106,12 @@ func (w *worker) runExactlyOnce(ctx context.Context) error {
 				return w.fenceOr(err)
 			}
 		}
-		var procErr error
-		fs.EachRecord(func(r *kgo.Record) {
-			if procErr == nil {
-				procErr = w.process(r)
-				w.txn.records++
-			}
-		})
-		if procErr == nil {
-			procErr = w.punctuate(time.Now())
-		}
+		n, procErr := w.processBatch(fs)
+		w.txn.records += n
 		if procErr != nil {
 			w.abortQuietly()
 			return w.fenceOr(procErr)
 		}
-		w.send.push()
 		if w.txn.open && (!time.Now().Before(w.txn.due) ||
 			w.txn.records >= c.maxRecordsPerTxn || w.hasProduceErr()) {
 			if err := w.endTxn(kgo.TryCommit); err != nil {

@@ -39,11 +39,7 @@ func (w *worker) runPlain(ctx context.Context) error {
 		if pending == 0 {
 			deadline = time.Now().Add(c.commitInterval)
 		}
-		pctx, cancel := context.WithDeadline(ctx, deadline)
-		polled := time.Now()
-		fs := cl.PollRecords(pctx, c.maxPollRecords)
-		cancel()
-		w.p.stats.pollNanos.Add(int64(time.Since(polled)))
+		fs := w.poll(ctx, deadline)
 		if err := w.fetchErr(fs); err != nil {
 			return err
 		}
@@ -61,22 +57,13 @@ func (w *worker) runPlain(ctx context.Context) error {
 		if pending == 0 && !fs.Empty() {
 			batchDue = laterOf(lastCommit.Add(c.commitInterval), time.Now())
 		}
-		var procErr error
-		fs.EachRecord(func(r *kgo.Record) {
-			if procErr == nil {
-				procErr = w.process(r)
-				pending++
-			}
-		})
-		if procErr == nil {
-			procErr = w.punctuate(time.Now())
-		}
+		n, procErr := w.processBatch(fs)
+		pending += n
 		if procErr != nil {
 			// No commit: under AtLeastOnce the failed batch is redone
 			// after a restart.
 			return procErr
 		}
-		w.send.push()
 		if pending > 0 && (!time.Now().Before(batchDue) || pending >= c.maxRecordsPerTxn) {
 			lastCommit = time.Now()
 			if err := w.commitPlain(true); err != nil {
