@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -97,10 +98,13 @@ func fixedResults() []Result {
 	mk := func(sys, wl, g string, ms int64, rps, p99 float64) Result {
 		return Result{System: sys, Workload: wl, Guarantee: g, CommitIntervalMS: ms, ValueBytes: 100,
 			Records: 1000, RecordsPerSec: num(rps), MBPerSec: num(rps * 100 / 1e6), RecordsPerSecMin: num(rps), RecordsPerSecMax: num(rps),
-			P50MS: num(p99 / 2), P99MS: num(p99), MaxMS: num(p99), CPUS: 1, RSSMB: 100, Seconds: 1, StartupS: nan, Repeats: 1}
+			P50MS: num(p99 / 2), P99MS: num(p99), MaxMS: num(p99), CPUS: 1, RSSMB: 100, Seconds: 1, StartupS: nan, Repeats: 1,
+			BrokerCPUS: 0.5, HarnessCPUS: 0.25}
 	}
+	pipe := mk(sysRawpipe, wlCopy, gNone, 0, 400_000, 10)
+	pipe.BrokerCPUS = nan // broker processes unknown
 	return []Result{
-		mk(sysRawpipe, wlCopy, gNone, 0, 400_000, 10),
+		pipe,
 		mk(sysOnceflow, wlCopy, gAtLeastOnce, 100, 200_000, 20),
 		mk(sysOnceflow, wlCopy, gExactlyOnce, 100, 100_000, 150),
 		mk(sysKStreams, wlCopy, gExactlyOnce, 100, 80_000, 300),
@@ -119,6 +123,9 @@ func TestRatioTables(t *testing.T) {
 		"| copy | exactly-once | 100ms | 100B | 100000 | 400000 | 0.25x |",
 		// Unknown figures print as "-".
 		"| rawpipe | copy | none | - | 100B | 1000 | 400000 (400000–400000) | 40.0 | - |",
+		// CPU per record: 1 s, 0.5 s and 0.25 s over 1,000 records in 1 s.
+		"| onceflow | copy | exactly-once | 100ms | 100B | 100000 | 1000.00 | 500.00 | 250.00 | 1.75 |",
+		"| rawpipe | copy | none | - | 100B | 400000 | 1000.00 | - | 250.00 | - |",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("results.md lacks\n%s\ngot:\n%s", want, md)
@@ -146,5 +153,22 @@ func TestResultJSON(t *testing.T) {
 	}
 	if !math.IsNaN(float64(back[0].StartupS)) || back[0].RecordsPerSec != 400_000 {
 		t.Errorf("round trip: %+v", back[0])
+	}
+}
+
+func TestBrokerPIDs(t *testing.T) {
+	if got := summaryPIDs("Apache Kafka 4.4.0 (KRaft, 3 node(s), pids 101 202 303)"); !slices.Equal(got, []int{101, 202, 303}) {
+		t.Errorf("summaryPIDs of three nodes = %v", got)
+	}
+	for _, line := range []string{"started 1 node(s)", "Apache Kafka 4.4.0 (KRaft, 1 node(s), pids x)"} {
+		if got := summaryPIDs(line); got != nil {
+			t.Errorf("summaryPIDs(%q) = %v, want nil", line, got)
+		}
+	}
+	if _, err := parsePIDs("12,-3"); err == nil || !strings.Contains(err.Error(), `"-3"`) {
+		t.Errorf("parsePIDs(12,-3) error = %v, want one naming -3", err)
+	}
+	if _, err := parseSuiteFlags([]string{"--brokers=", "--broker-pids", "12"}); err == nil || !strings.Contains(err.Error(), "--broker-pids needs --brokers") {
+		t.Errorf("--broker-pids without --brokers: error = %v", err)
 	}
 }

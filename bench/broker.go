@@ -46,6 +46,7 @@ func portsFree(ports ...int) bool {
 // localBroker is a broker the suite started with scripts/kafka-local.sh.
 type localBroker struct {
 	script, stateFile string
+	pids              []int // its processes, from the script's summary line
 }
 
 // startLocalBroker runs `kafka-local.sh up` on a free port with a state
@@ -81,6 +82,9 @@ func startLocalBroker(ctx context.Context, root string) (*localBroker, string, e
 			brokers = strings.TrimSpace(v)
 		} else if strings.TrimSpace(line) != "" {
 			fmt.Fprintln(os.Stderr, "bench:", line)
+			if lb.pids == nil {
+				lb.pids = summaryPIDs(line)
+			}
 		}
 	}
 	if err != nil || brokers == "" {
@@ -91,6 +95,20 @@ func startLocalBroker(ctx context.Context, root string) (*localBroker, string, e
 		return nil, "", fmt.Errorf("local broker: kafka-local.sh up: %w", err)
 	}
 	return lb, brokers, nil
+}
+
+// summaryPIDs returns the process ids of kafka-local.sh's summary line,
+// "Apache Kafka 4.x.y (KRaft, 1 node(s), pids 123 456)", or nil.
+func summaryPIDs(line string) []int {
+	_, rest, ok := strings.Cut(line, ", pids ")
+	if !ok {
+		return nil
+	}
+	pids, err := parsePIDs(strings.ReplaceAll(strings.TrimSuffix(strings.TrimSpace(rest), ")"), " ", ","))
+	if err != nil {
+		return nil
+	}
+	return pids
 }
 
 // stop runs `kafka-local.sh down` for the broker this suite started.

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // childSysProcAttr kills the child if the suite dies.
@@ -37,6 +38,15 @@ func procCPUSeconds(pid int) float64 {
 		return -1
 	}
 	return (ut + st) / clockTicks
+}
+
+// selfCPUSeconds is the CPU time (user and system) this process used so far.
+func selfCPUSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return -1
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 // peakRSSMiB is the exited child's Maxrss (KiB on Linux) in MiB.

@@ -13,6 +13,9 @@ func childSysProcAttr() *syscall.SysProcAttr { return nil }
 // procCPUSeconds is unknown here: the suite falls back to the rusage total.
 func procCPUSeconds(int) float64 { return -1 }
 
+// selfCPUSeconds is unknown here.
+func selfCPUSeconds() float64 { return -1 }
+
 // peakRSSMiB is unknown here.
 func peakRSSMiB(*os.ProcessState) float64 { return math.NaN() }
 

@@ -50,6 +50,7 @@ type suiteConfig struct {
 	latencyFrac float64
 	latencyRate float64 // records/s for every configuration; 0: latencyFrac of each one's throughput
 	latencyDur  time.Duration
+	brokerPIDs  []int   // the broker's processes, whose CPU time is recorded; nil: unknown
 	targetSecs  float64 // wanted length of the throughput phase
 }
 
@@ -67,7 +68,7 @@ with scripts/kafka-local.sh and stops it at the end.
 		fs.PrintDefaults()
 	}
 	c := &suiteConfig{}
-	var workloads, guarantees, intervals, valueBytes, systems string
+	var workloads, guarantees, intervals, valueBytes, systems, brokerPIDs string
 	fs.StringVar(&c.brokers, "brokers", os.Getenv("KAFKA_BROKERS"), "seed brokers (default $KAFKA_BROKERS; empty: start a local broker)")
 	fs.StringVar(&c.out, "out", "", "output directory (default bench/results/<date>)")
 	fs.BoolVar(&c.quick, "quick", false, "the quick run (< 3 min): copy and wordcount, 100 B, 100ms, all guarantees, onceflow and rawpipe, 1 repeat, smaller N")
@@ -82,6 +83,7 @@ with scripts/kafka-local.sh and stops it at the end.
 	fs.IntVar(&c.keys, "keys", 100_000, "distinct input keys (w000000, w000001, ...)")
 	fs.Float64Var(&c.latencyFrac, "latency-fraction", 0.5, "latency phase rate as a fraction of the measured maximum throughput")
 	fs.Float64Var(&c.latencyRate, "latency-rate", 0, "latency phase rate in records/s for every configuration, so systems are compared at equal load (default 0: use --latency-fraction)")
+	fs.StringVar(&brokerPIDs, "broker-pids", "", "comma-separated process ids of the --brokers broker, to record its CPU seconds per configuration (default: those of the broker the suite starts; none for --brokers)")
 	fs.DurationVar(&c.latencyDur, "latency-duration", 0, "length of the paced latency phase (default 10s; --quick 3s)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -119,6 +121,12 @@ with scripts/kafka-local.sh and stops it at the end.
 	}
 	if c.valueBytes, err = parseSizes(def(valueBytes, "100,1KB", "100")); err != nil {
 		errs = append(errs, err)
+	}
+	if c.brokerPIDs, err = parsePIDs(brokerPIDs); err != nil {
+		errs = append(errs, err)
+	}
+	if c.brokerPIDs != nil && c.brokers == "" {
+		errs = append(errs, errors.New("--broker-pids needs --brokers: the broker the suite starts is measured without it"))
 	}
 	if c.repeat == 0 {
 		c.repeat = 3
@@ -161,6 +169,19 @@ with scripts/kafka-local.sh and stops it at the end.
 		return nil, err
 	}
 	return c, nil
+}
+
+// parsePIDs parses --broker-pids.
+func parsePIDs(s string) ([]int, error) {
+	var pids []int
+	for _, f := range splitList(s) {
+		pid, err := strconv.Atoi(f)
+		if err != nil || pid <= 0 {
+			return nil, fmt.Errorf("--broker-pids: %q is not a process id", f)
+		}
+		pids = append(pids, pid)
+	}
+	return pids, nil
 }
 
 func splitList(s string) []string {

@@ -60,6 +60,11 @@ type Result struct {
 	LatencyRate      num    `json:"latency_rate"`
 	LatencySamples   int    `json:"latency_samples"`
 	CPUTotalS        num    `json:"cpu_total_s"`
+	// BrokerCPUS and HarnessCPUS are the CPU seconds of the broker and of
+	// the suite's own process (the result reader) during the throughput
+	// phase; null when the broker's processes are unknown.
+	BrokerCPUS  num `json:"broker_cpu_s"`
+	HarnessCPUS num `json:"harness_cpu_s"`
 }
 
 func (r Result) config() runConfig {
@@ -98,6 +103,8 @@ func summarize(rc runConfig, n int, samples []sample) Result {
 		LatencyRate:      pick(func(s sample) float64 { return s.latencyRate }),
 		LatencySamples:   int(median(lat)),
 		CPUTotalS:        pick(func(s sample) float64 { return s.cpuTotal }),
+		BrokerCPUS:       pick(func(s sample) float64 { return s.brokerCPU }),
+		HarnessCPUS:      pick(func(s sample) float64 { return s.harnessCPU }),
 	}
 	r.MBPerSec = num(float64(r.RecordsPerSec) * float64(rc.ValueBytes) / 1e6)
 	return r
@@ -241,6 +248,16 @@ func renderMarkdown(meta reportMeta, results []Result) string {
 	}
 	w("\nCPU s ratio compares CPU seconds per input record of the throughput phase.\n")
 
+	w("\n## Where the CPU went\n\n")
+	w("CPU time per input record during the throughput phase (from the system's start to its last result): the system under test, the broker, and the suite's own process, which reads the results read_committed. Busy is their sum over the phase, in cores of the host's %d; near %d, the host, not the system, sets the pace.\n\n", runtime.NumCPU(), runtime.NumCPU())
+	w("| system | workload | guarantee | commit | value | records/s | system µs/record | broker µs/record | reader µs/record | busy cores |\n")
+	w("|---|---|---|---|---|---:|---:|---:|---:|---:|\n")
+	for _, r := range results {
+		busy := num(float64(r.CPUS+r.BrokerCPUS+r.HarnessCPUS) / float64(r.Seconds))
+		w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.System, r.Workload, r.Guarantee, intervalLabel(r.CommitIntervalMS), sizeLabel(r.ValueBytes),
+			f(r.RecordsPerSec, 0), f(micros(r.CPUS, r.Records), 2), f(micros(r.BrokerCPUS, r.Records), 2), f(micros(r.HarnessCPUS, r.Records), 2), f(busy, 2))
+	}
+
 	w("\n## onceflow / raw pipe\n\n")
 	w("The raw pipe (franz-go consume and produce, no group, commits or processing) is the limit of this broker and host for records of that size.\n\n")
 	w("| workload | guarantee | commit | value | onceflow records/s | raw pipe records/s | of the limit |\n")
@@ -262,6 +279,14 @@ func renderMarkdown(meta reportMeta, results []Result) string {
 		w("(no pair measured)\n")
 	}
 	return b.String()
+}
+
+// micros is CPU seconds spread over records, in microseconds per record.
+func micros(cpu num, records int) num {
+	if records == 0 {
+		return num(math.NaN())
+	}
+	return num(float64(cpu) * 1e6 / float64(records))
 }
 
 // perRecord is CPU seconds per input record of the throughput phase.

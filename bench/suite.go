@@ -101,11 +101,14 @@ type suite struct {
 	logDir  string
 	tmpDir  string
 	adm     *admin
-	notes   []string
-	rates   map[string]float64 // measured records/s by rateKey
-	results []Result
-	started time.Time
-	seq     int
+	// brokerPIDs are the broker's processes (--broker-pids, or those of
+	// the broker the suite started); nil when unknown.
+	brokerPIDs []int
+	notes      []string
+	rates      map[string]float64 // measured records/s by rateKey
+	results    []Result
+	started    time.Time
+	seq        int
 }
 
 func runSuite(ctx context.Context, cfg *suiteConfig) (err error) {
@@ -136,6 +139,9 @@ func runSuite(ctx context.Context, cfg *suiteConfig) (err error) {
 		}
 		defer lb.stop()
 		s.brokers = brokers
+		s.brokerPIDs = lb.pids
+	} else {
+		s.brokerPIDs = cfg.brokerPIDs
 	}
 	s.seeds = strings.Split(s.brokers, ",")
 	if s.adm, err = newAdmin(s.seeds); err != nil {
@@ -238,8 +244,8 @@ func (s *suite) runConfiguration(ctx context.Context, i, total int, rc runConfig
 			s.notes = append(s.notes, fmt.Sprintf("%s, repeat %d failed: %v", rc, rep, err))
 			continue
 		}
-		s.logf("%s: %.0f records/s over %.1fs (startup %.1fs); latency p50 %.1f p99 %.1f max %.1f ms at %.0f/s; cpu %.1fs, rss %.0f MiB",
-			tag, sm.rps, sm.seconds, sm.startup, sm.p50, sm.p99, sm.max, sm.latencyRate, sm.cpu, sm.rss)
+		s.logf("%s: %.0f records/s over %.1fs (startup %.1fs); latency p50 %.1f p99 %.1f max %.1f ms at %.0f/s; cpu %.1fs (broker %.1fs, reader %.1fs), rss %.0f MiB",
+			tag, sm.rps, sm.seconds, sm.startup, sm.p50, sm.p99, sm.max, sm.latencyRate, sm.cpu, sm.brokerCPU, sm.harnessCPU, sm.rss)
 		samples = append(samples, sm)
 	}
 	if len(samples) == 0 {
@@ -263,6 +269,10 @@ type sample struct {
 	p50, p99, max, latencyRate float64
 	latencyN                   int
 	cpu, cpuTotal, rss         float64
+	// brokerCPU and harnessCPU are the CPU seconds the broker and the
+	// suite's own process (the result reader) used during the throughput
+	// phase; NaN when unknown.
+	brokerCPU, harnessCPU float64
 }
 
 // runOnce runs one repeat: fresh topics, pre-loaded input, the system as a
@@ -318,6 +328,9 @@ func (s *suite) runOnce(ctx context.Context, rc runConfig, n int, tag string) (s
 	case sysKStreams:
 		argv = kstreamsArgv(s.jar, s.brokers, rc, in, out, app, stateDir)
 	}
+	// The throughput phase's CPU time of the broker and of this process
+	// counts from the child's start.
+	broker0, harness0 := s.brokerCPUSeconds(), selfCPUSeconds()
 	ch, err := startChild(rc.System, filepath.Join(s.logDir, base+".log"), argv)
 	if err != nil {
 		return sm, err
@@ -336,6 +349,8 @@ func (s *suite) runOnce(ctx context.Context, rc runConfig, n int, tag string) (s
 	}
 	first, last, _ := rr.snapshot()
 	sm.cpu = ch.cpuSeconds()
+	sm.brokerCPU = cpuSince(s.brokerCPUSeconds(), broker0)
+	sm.harnessCPU = cpuSince(selfCPUSeconds(), harness0)
 	sm.seconds = last.Sub(t0).Seconds()
 	sm.rps = float64(n) / sm.seconds
 	sm.startup = first.Sub(t0).Seconds()
@@ -375,4 +390,29 @@ func (s *suite) runOnce(ctx context.Context, rc runConfig, n int, tag string) (s
 		return sm, errors.New("the latency phase produced no samples")
 	}
 	return sm, nil
+}
+
+// brokerCPUSeconds is the CPU time the broker's processes used so far, or
+// -1 when unknown.
+func (s *suite) brokerCPUSeconds() float64 {
+	if len(s.brokerPIDs) == 0 {
+		return -1
+	}
+	total := 0.0
+	for _, pid := range s.brokerPIDs {
+		c := procCPUSeconds(pid)
+		if c < 0 {
+			return -1
+		}
+		total += c
+	}
+	return total
+}
+
+// cpuSince is the CPU time between two readings, NaN if either is unknown.
+func cpuSince(now, then float64) float64 {
+	if now < 0 || then < 0 {
+		return math.NaN()
+	}
+	return now - then
 }
