@@ -257,7 +257,7 @@ func StateOptions(o state.Options) Opt { return optFunc(func(c *cfg) { c.stateOp
 // also delays writes and this one does not.
 //
 // The cache also holds committed writes not yet applied to Pebble (see
-// StoreApplyInterval): when they reach a quarter of a worker's share, the
+// StoreApplyInterval): when they reach half of a worker's share, the
 // worker applies them whatever the interval.
 func StoreCacheBytes(n int64) Opt { return optFunc(func(c *cfg) { c.storeCacheBytes = n }) }
 
@@ -267,8 +267,8 @@ func StoreCacheBytes(n int64) Opt { return optFunc(func(c *cfg) { c.storeCacheBy
 // written in several transactions reaches Pebble once, with its last value:
 // fewer Pebble writes and compactions. The cost is at crash time: a restart
 // replays the changelog from the last applied checkpoint, up to this much
-// of the store's writes. Applies also happen when the waiting writes fill a
-// quarter of the worker's cache share, when partitions are revoked, and at
+// of the store's writes. Applies also happen when the waiting writes fill
+// half of the worker's cache share, when partitions are revoked, and at
 // shutdown. 0 (or StoreCacheBytes(0)) applies after every commit.
 func StoreApplyInterval(d time.Duration) Opt {
 	return optFunc(func(c *cfg) { c.storeApplyInterval = d })
