@@ -175,14 +175,8 @@ func runSuite(ctx context.Context, cfg *suiteConfig) (err error) {
 		return errors.New("the flags select no configuration")
 	}
 	s.logf("brokers %s; %d configurations x %d repeats; results in %s", s.brokers, len(configs), cfg.repeat, cfg.out)
-	for i, rc := range configs {
-		if ctx.Err() != nil {
-			break
-		}
-		s.runConfiguration(ctx, i+1, len(configs), rc)
-		if err := writeReports(cfg.out, s.meta(), s.results); err != nil {
-			return err
-		}
+	if err := s.runRounds(ctx, configs); err != nil {
+		return err
 	}
 	if err := writeCharts(cfg.out, s.results); err != nil {
 		return err
@@ -231,35 +225,68 @@ func (s *suite) records(rc runConfig) int {
 	return max(n, 20_000)
 }
 
-// runConfiguration runs every repeat of rc and appends the summary.
-func (s *suite) runConfiguration(ctx context.Context, i, total int, rc runConfig) {
-	n := s.records(rc)
-	var samples []sample
+// runRounds runs every configuration once per round, one round per
+// repeat, and rewrites the reports after each round. Interleaving the
+// repeats spreads a slow spell of the host (this machine's speed drifts
+// by tens of percent within minutes) over many configurations instead of
+// every repeat of one, so the medians compare like with like. N is fixed
+// in the first round.
+func (s *suite) runRounds(ctx context.Context, configs []runConfig) error {
+	ns := make([]int, len(configs))
+	samples := make([][]sample, len(configs))
 	for rep := 1; rep <= s.cfg.repeat && ctx.Err() == nil; rep++ {
-		tag := fmt.Sprintf("[%d/%d] %s (repeat %d/%d, N=%d)", i, total, rc, rep, s.cfg.repeat, n)
-		s.logf("%s: start", tag)
-		sm, err := s.runOnce(ctx, rc, n, tag)
-		if err != nil {
-			s.logf("%s: FAILED: %v", tag, err)
-			s.notes = append(s.notes, fmt.Sprintf("%s, repeat %d failed: %v", rc, rep, err))
-			continue
+		for i, rc := range configs {
+			if ctx.Err() != nil {
+				break
+			}
+			if rep == 1 {
+				ns[i] = s.records(rc)
+			}
+			sm, ok := s.runRepeat(ctx, i+1, len(configs), rc, rep, ns[i])
+			if !ok {
+				continue
+			}
+			samples[i] = append(samples[i], sm)
+			if rep == 1 && s.cfg.records == 0 {
+				s.sized(rc, sm)
+			}
 		}
-		s.logf("%s: %.0f records/s over %.1fs (startup %.1fs); latency p50 %.1f p99 %.1f max %.1f ms at %.0f/s; cpu %.1fs (broker %.1fs, reader %.1fs), rss %.0f MiB",
-			tag, sm.rps, sm.seconds, sm.startup, sm.p50, sm.p99, sm.max, sm.latencyRate, sm.cpu, sm.brokerCPU, sm.harnessCPU, sm.rss)
-		samples = append(samples, sm)
+		s.results = s.results[:0]
+		for i, rc := range configs {
+			if len(samples[i]) > 0 {
+				s.results = append(s.results, summarize(rc, ns[i], samples[i]))
+			}
+		}
+		if err := writeReports(s.cfg.out, s.meta(), s.results); err != nil {
+			return err
+		}
 	}
-	if len(samples) == 0 {
-		return
+	return nil
+}
+
+// runRepeat runs one repeat of rc and logs it; a failure becomes a note.
+func (s *suite) runRepeat(ctx context.Context, i, total int, rc runConfig, rep, n int) (sample, bool) {
+	tag := fmt.Sprintf("[%d/%d] %s (repeat %d/%d, N=%d)", i, total, rc, rep, s.cfg.repeat, n)
+	s.logf("%s: start", tag)
+	sm, err := s.runOnce(ctx, rc, n, tag)
+	if err != nil {
+		s.logf("%s: FAILED: %v", tag, err)
+		s.notes = append(s.notes, fmt.Sprintf("%s, repeat %d failed: %v", rc, rep, err))
+		return sm, false
 	}
-	res := summarize(rc, n, samples)
-	s.results = append(s.results, res)
-	if s.cfg.records == 0 {
-		for _, k := range rc.rateKeys() {
-			s.rates[k] = float64(res.RecordsPerSec)
-		}
-		if sec := float64(res.Seconds); sec < s.cfg.targetSecs/2 || sec > s.cfg.targetSecs*2 {
-			s.logf("note: the throughput phase took %.1fs (target %.0fs); later configurations like it are resized", sec, s.cfg.targetSecs)
-		}
+	s.logf("%s: %.0f records/s over %.1fs (startup %.1fs); latency p50 %.1f p99 %.1f max %.1f ms at %.0f/s; cpu %.1fs (broker %.1fs, reader %.1fs), rss %.0f MiB",
+		tag, sm.rps, sm.seconds, sm.startup, sm.p50, sm.p99, sm.max, sm.latencyRate, sm.cpu, sm.brokerCPU, sm.harnessCPU, sm.rss)
+	return sm, true
+}
+
+// sized records the rate rc's first repeat measured, which sizes N of the
+// configurations of its kind that come later in the first round.
+func (s *suite) sized(rc runConfig, sm sample) {
+	for _, k := range rc.rateKeys() {
+		s.rates[k] = sm.rps
+	}
+	if sm.seconds < s.cfg.targetSecs/2 || sm.seconds > s.cfg.targetSecs*2 {
+		s.logf("note: the throughput phase took %.1fs (target %.0fs); later configurations like it are resized", sm.seconds, s.cfg.targetSecs)
 	}
 }
 
