@@ -33,8 +33,9 @@ type BatchApplier interface {
 // hiding it. The base is not modified until [Overlay.Commit];
 // [Overlay.Discard] drops the pending writes and leaves the base untouched.
 //
-// Pending writes are kept in a map (with the unapplied and cached values,
-// if any). Iteration (Range, PrefixScan, Writes, Commit) needs them sorted:
+// Pending writes are kept in a list, and every key the overlay knows (with
+// its unapplied or cached value, if any) in a hash table of its own (see
+// table). Iteration (Range, PrefixScan, Writes, Commit) needs them sorted:
 // the sorted list (with the unapplied values, for scans) is built on demand
 // with [SortWrites] and reused until the next write or commit, so a task
 // that alternates writes and scans pays for a sort per scan.
@@ -63,58 +64,28 @@ type BatchApplier interface {
 // to directly while the overlay has pending writes.
 type Overlay struct {
 	base      KV
-	entries   entryMap     // pending writes, unapplied and cached committed values
-	dirty     []*entry     // entries with a pending write, in write order
-	rewritten []*entry     // pending entries written again since their first write (see Rewritten)
-	unapplied []*entry     // entries with an unapplied committed value, in commit order
-	sorted    []Write      // pending in key order; nil when stale. Never modified in place.
-	merged    []Write      // pending and unapplied in key order (see view); nil when stale
-	budget    *CacheBudget // nil: no cache, entries exist only while pending or unapplied
+	keys      table          // every key the overlay knows: pending, unapplied or cached
+	dirty     []pendingWrite // the pending writes, one per key, in first-write order
+	rewritten []int32        // indices in dirty of keys written again since their first write (see Rewritten)
+	unapplied []int32        // slots with an unapplied committed value, in commit order
+	sorted    []Write        // pending in key order; nil when stale. Never modified in place.
+	merged    []Write        // pending and unapplied in key order (see view); nil when stale
+	budget    *CacheBudget   // nil: no cache, keys are known only while pending or unapplied
+	evictAt   int            // the slot where the next eviction scan starts
 }
 
-// entry is what an overlay knows about one key: a pending write, a cached
-// committed value, or both. Keys and pending values are never modified in
-// place, so slices handed out by Writes stay valid. A committed value of up
-// to inlineLen bytes is kept in the entry itself (one cache miss fewer per
-// read of a large store) and changes in place: it is copied wherever it is
-// handed out (see appendCommitted).
-//
-// The fields a read of a committed value touches come first, in the
-// entry's first 64 bytes.
-type entry struct {
-	cached []byte // the committed value, when cachedState is valuePresent (may alias inline)
-	// write is the pending write's kind, cachedState what the cache knows.
-	write, cachedState uint8
-	// unapplied: the committed value (cachedState) is not in the base yet.
-	// Such an entry is never evicted.
-	unapplied bool
-	// rewritten: the entry is in the overlay's rewritten list.
-	rewritten bool
-	inline    [inlineLen]byte
+// pendingWrite is a key's pending write. Its key and value are copies of
+// their own, never modified in place, so the slices handed out by Writes,
+// Newest and Rewritten stay valid.
+type pendingWrite struct {
+	slot      int32 // the key's slot in keys
+	del       bool
+	rewritten bool // in the overlay's rewritten list
 	key       []byte
-	pending   []byte // the pending value; nil if none or a tombstone
+	value     []byte // nil for a delete
 }
 
-// inlineLen is the longest committed value an entry keeps inline.
-const inlineLen = 16
-
-// setCached records v as e's committed value, inline if it fits.
-func (e *entry) setCached(v []byte, st uint8) {
-	e.cachedState = st
-	if st != valuePresent || len(v) > inlineLen {
-		e.cached = v
-		return
-	}
-	n := copy(e.inline[:], v)
-	e.cached = e.inline[:n:n]
-}
-
-const (
-	// write
-	noWrite uint8 = iota
-	putWrite
-	deleteWrite
-)
+func (w *pendingWrite) asWrite() Write { return Write{Key: w.key, Value: w.value, Delete: w.del} }
 
 const (
 	// cachedState
@@ -123,32 +94,49 @@ const (
 	valueAbsent
 )
 
-func (e *entry) size() int64 { return int64(len(e.key) + len(e.cached) + cacheEntryOverhead) }
-
-func (e *entry) asWrite() Write {
-	return Write{Key: e.key, Value: e.pending, Delete: e.write == deleteWrite}
+// size is what slot i accounts for in the budget.
+func (o *Overlay) size(i int32) int64 {
+	n := o.keys.keyLen(i) + cacheEntryOverhead
+	if o.keys.slots[i].cachedState == valuePresent {
+		n += len(o.keys.value(i))
+	}
+	return int64(n)
 }
 
 // appendCommitted appends to ws the writes that take the base to the
-// committed values of the entries es for which keep is true (every entry
-// if keep is nil). Inline values are copied, all into one new buffer, since
-// they change with the entry.
-func appendCommitted(ws []Write, es []*entry, keep func(*entry) bool) []Write {
+// committed values of the slots is for which keep is true (every slot if
+// keep is nil). Inline keys and values are copied, all into one new
+// buffer, since they change with the slot; long ones are shared.
+func (o *Overlay) appendCommitted(ws []Write, is []int32, keep func(int32) bool) []Write {
+	t := &o.keys
 	n := 0
-	for _, e := range es {
-		if keep == nil || keep(e) {
-			n += len(e.cached)
+	for _, i := range is {
+		if keep == nil || keep(i) {
+			n += t.keyLen(i) + len(t.value(i))
 		}
 	}
 	buf := make([]byte, 0, n)
-	for _, e := range es {
-		if keep != nil && !keep(e) {
+	for _, i := range is {
+		if keep != nil && !keep(i) {
 			continue
 		}
-		w := Write{Key: e.key, Value: e.cached, Delete: e.cachedState == valueAbsent}
-		if !w.Delete && len(e.cached) <= inlineLen {
+		s := &t.slots[i]
+		var w Write
+		if s.klen == klenLong {
+			w.Key = t.ext[s.ext-1].key
+		} else {
 			start := len(buf)
-			buf = append(buf, e.cached...)
+			buf = t.appendKey(buf, i)
+			w.Key = buf[start:len(buf):len(buf)]
+		}
+		switch {
+		case s.cachedState == valueAbsent:
+			w.Delete = true
+		case s.flags&slotExtValue != 0:
+			w.Value = t.ext[s.ext-1].value
+		default:
+			start := len(buf)
+			buf = append(buf, s.inline[:s.vlen]...)
 			w.Value = buf[start:len(buf):len(buf)]
 		}
 		ws = append(ws, w)
@@ -157,7 +145,7 @@ func appendCommitted(ws []Write, es []*entry, keep func(*entry) bool) []Write {
 }
 
 // cacheEntryOverhead approximates what a cached key costs besides its key
-// and value bytes (map slot, entry, slice headers).
+// and value bytes (its slot, at the table's load, and bookkeeping).
 const cacheEntryOverhead = 128
 
 // CacheBudget bounds the memory of the caches of several overlays (for
@@ -192,7 +180,7 @@ var _ KV = (*Overlay)(nil)
 // NewOverlay returns a KV that buffers writes over base until Commit or
 // Discard.
 func NewOverlay(base KV) *Overlay {
-	return &Overlay{base: base, entries: newEntryMap()}
+	return &Overlay{base: base, keys: newTable()}
 }
 
 // NewCachedOverlay is NewOverlay with a cache of committed values whose
@@ -230,67 +218,77 @@ func (o *Overlay) GetView(key []byte) ([]byte, bool, error) {
 // lookup finds key's value; shared reports that the overlay keeps a
 // reference to it (else it is the base's copy, and nobody else's).
 func (o *Overlay) lookup(key []byte) (v []byte, ok, shared bool, err error) {
-	e := o.entries.get(key)
-	if e != nil {
+	i := o.keys.find(key)
+	if i >= 0 {
+		s := &o.keys.slots[i]
 		switch {
-		case e.write == putWrite:
-			return e.pending, true, true, nil
-		case e.write == deleteWrite, e.cachedState == valueAbsent:
+		case s.pend != 0:
+			w := &o.dirty[s.pend-1]
+			if w.del {
+				return nil, false, false, nil
+			}
+			return w.value, true, true, nil
+		case s.cachedState == valueAbsent:
 			return nil, false, false, nil
-		case e.cachedState == valuePresent:
-			return e.cached, true, true, nil
+		case s.cachedState == valuePresent:
+			return o.keys.value(i), true, true, nil
 		}
 	}
 	v, ok, err = o.base.Get(key)
 	if err != nil || o.budget == nil {
 		return v, ok, false, err
 	}
-	if e == nil {
-		e = o.newEntry(key)
+	if i < 0 {
+		i = o.insert(key)
 	}
 	if ok {
-		o.cache(e, v, valuePresent)
+		o.cache(i, v, valuePresent)
 		return v, true, true, nil
 	}
-	o.cache(e, nil, valueAbsent)
+	o.cache(i, nil, valueAbsent)
 	return nil, false, false, nil
 }
 
-// newEntry adds an empty entry for a copy of key.
-func (o *Overlay) newEntry(key []byte) *entry {
-	e := &entry{key: bytes.Clone(key)}
-	if e.key == nil {
-		e.key = []byte{}
-	}
-	o.entries.put(e)
-	return e
+// insert adds key to the table, which must not hold it, and returns its
+// slot, remapping the slot indices the overlay keeps if the table is
+// rehashed.
+func (o *Overlay) insert(key []byte) int32 {
+	return o.keys.insert(key, func(moved []int32) {
+		for j := range o.dirty {
+			o.dirty[j].slot = moved[o.dirty[j].slot]
+		}
+		for j, i := range o.unapplied {
+			o.unapplied[j] = moved[i]
+		}
+		o.evictAt = 0
+	})
 }
 
-// cache records the committed value of e's key, evicting to stay within
-// the budget. Without a budget it caches nothing.
-func (o *Overlay) cache(e *entry, v []byte, st uint8) {
+// cache records the committed value of slot i, evicting to stay within the
+// budget. Without a budget it caches nothing.
+func (o *Overlay) cache(i int32, v []byte, st uint8) {
 	if o.budget == nil {
 		return
 	}
-	o.uncount(e)
-	e.setCached(v, st)
-	o.count(e)
-	o.fit(e)
+	o.uncount(i)
+	o.keys.setValue(i, v, st)
+	o.count(i)
+	o.fit(i)
 }
 
-// fit evicts to bring the budget back under its limit after e's value was
-// counted: down to seven eighths of the limit, or, when unapplied values
-// alone are above that, not at all, and e's own value is not kept unless
-// it is unapplied.
-func (o *Overlay) fit(e *entry) {
+// fit evicts to bring the budget back under its limit after slot i's value
+// was counted: down to seven eighths of the limit, or, when unapplied
+// values alone are above that, not at all, and i's own value is not kept
+// unless it is unapplied.
+func (o *Overlay) fit(i int32) {
 	b := o.budget
 	if b.used <= b.limit {
 		return
 	}
 	target := b.limit - b.limit/8
 	if b.unapplied > target {
-		if !e.unapplied {
-			o.uncache(e)
+		if o.keys.slots[i].flags&slotUnapplied == 0 {
+			o.uncache(i)
 		}
 		return
 	}
@@ -298,62 +296,70 @@ func (o *Overlay) fit(e *entry) {
 }
 
 // evict drops cached values (not unapplied ones) until the budget's used
-// bytes are at most target.
+// bytes are at most target, scanning the table from where the last
+// eviction stopped.
 func (o *Overlay) evict(target int64) {
-	o.entries.all(func(x *entry) bool {
+	t := &o.keys
+	n := len(t.slots)
+	for range n {
 		if o.budget.used <= target {
-			return false
+			return
 		}
-		if !x.unapplied {
-			o.uncache(x)
+		if o.evictAt >= n {
+			o.evictAt = 0
 		}
-		return true
-	})
+		i := int32(o.evictAt)
+		o.evictAt++
+		if s := &t.slots[i]; t.used(s) && s.flags&slotUnapplied == 0 {
+			o.uncache(i)
+		}
+	}
 }
 
-// count adds e's cached value to the budget; uncount takes it out.
+// count adds slot i's cached value to the budget; uncount takes it out.
 // Without a budget they do nothing.
-func (o *Overlay) count(e *entry) {
-	if o.budget == nil || e.cachedState == notCached {
+func (o *Overlay) count(i int32) {
+	s := &o.keys.slots[i]
+	if o.budget == nil || s.cachedState == notCached {
 		return
 	}
-	o.budget.used += e.size()
-	if e.unapplied {
-		o.budget.unapplied += e.size()
+	n := o.size(i)
+	o.budget.used += n
+	if s.flags&slotUnapplied != 0 {
+		o.budget.unapplied += n
 	}
 }
 
-func (o *Overlay) uncount(e *entry) {
-	if o.budget == nil || e.cachedState == notCached {
+func (o *Overlay) uncount(i int32) {
+	s := &o.keys.slots[i]
+	if o.budget == nil || s.cachedState == notCached {
 		return
 	}
-	o.budget.used -= e.size()
-	if e.unapplied {
-		o.budget.unapplied -= e.size()
+	n := o.size(i)
+	o.budget.used -= n
+	if s.flags&slotUnapplied != 0 {
+		o.budget.unapplied -= n
 	}
 }
 
-// uncache forgets the cached value of x, and x itself if it has no pending
-// write. x must not be unapplied.
-func (o *Overlay) uncache(x *entry) {
-	if x.cachedState == notCached {
+// uncache forgets the cached value of slot i, and the key itself if it has
+// no pending write. The value must not be unapplied.
+func (o *Overlay) uncache(i int32) {
+	s := &o.keys.slots[i]
+	if s.cachedState == notCached {
 		return
 	}
-	o.uncount(x)
-	x.cached, x.cachedState = nil, notCached
-	if x.write == noWrite {
-		o.entries.delete(x.key)
+	o.uncount(i)
+	o.keys.setValue(i, nil, notCached)
+	if s.pend == 0 {
+		o.keys.remove(i)
 	}
 }
 
 // Put records a pending put of value under key. It copies both slices. A nil
 // value is stored as an empty value.
 func (o *Overlay) Put(key, value []byte) error {
-	v := bytes.Clone(value)
-	if v == nil {
-		v = []byte{}
-	}
-	o.write(key, v, putWrite)
+	o.write(key, value, false)
 	return nil
 }
 
@@ -361,22 +367,38 @@ func (o *Overlay) Put(key, value []byte) error {
 // recorded whether or not the base holds key, so it counts in Pending and
 // appears in Writes.
 func (o *Overlay) Delete(key []byte) error {
-	o.write(key, nil, deleteWrite)
+	o.write(key, nil, true)
 	return nil
 }
 
-func (o *Overlay) write(key, v []byte, kind uint8) {
-	e := o.entries.get(key)
-	if e == nil {
-		e = o.newEntry(key)
+func (o *Overlay) write(key, value []byte, del bool) {
+	i := o.keys.find(key)
+	if i < 0 {
+		i = o.insert(key)
 	}
-	if e.write == noWrite {
-		o.dirty = append(o.dirty, e)
-	} else if !e.rewritten {
-		e.rewritten = true
-		o.rewritten = append(o.rewritten, e)
+	s := &o.keys.slots[i]
+	if s.pend == 0 {
+		// The key's first write: one allocation for the copies of key
+		// and value.
+		buf := make([]byte, 0, len(key)+len(value))
+		buf = append(buf, key...)
+		w := pendingWrite{slot: i, del: del, key: buf[:len(key):len(key)]}
+		if !del {
+			w.value = append(buf, value...)[len(key):]
+		}
+		o.dirty = append(o.dirty, w)
+		s.pend = int32(len(o.dirty))
+	} else {
+		w := &o.dirty[s.pend-1]
+		if !w.rewritten {
+			w.rewritten = true
+			o.rewritten = append(o.rewritten, s.pend-1)
+		}
+		w.del, w.value = del, nil
+		if !del {
+			w.value = append(make([]byte, 0, len(value)), value...)
+		}
 	}
-	e.pending, e.write = v, kind
 	o.sorted, o.merged = nil, nil
 }
 
@@ -386,26 +408,29 @@ func (o *Overlay) write(key, v []byte, kind uint8) {
 // over. The pending set is empty again. The slices of earlier Writes and
 // UnorderedWrites results stay valid.
 func (o *Overlay) Committed() {
-	for _, e := range o.dirty {
-		v, st := e.pending, valuePresent
-		if e.write == deleteWrite {
-			st = valueAbsent
+	for j := range o.dirty {
+		w := &o.dirty[j]
+		i := w.slot
+		s := &o.keys.slots[i]
+		s.pend = 0
+		o.uncount(i)
+		if s.flags&slotUnapplied == 0 {
+			s.flags |= slotUnapplied
+			o.unapplied = append(o.unapplied, i)
 		}
-		e.pending, e.write = nil, noWrite
-		o.uncount(e)
-		if !e.unapplied {
-			e.unapplied = true
-			o.unapplied = append(o.unapplied, e)
+		if w.del {
+			o.keys.setValue(i, nil, valueAbsent)
+		} else {
+			o.keys.setValue(i, w.value, valuePresent)
 		}
-		e.setCached(v, st)
-		o.count(e)
+		o.count(i)
 		if o.budget != nil {
-			o.fit(e)
+			o.fit(i)
 		}
 	}
 	clear(o.dirty)
 	o.dirty, o.sorted, o.merged = o.dirty[:0], nil, nil
-	o.clearRewritten()
+	o.rewritten = o.rewritten[:0]
 }
 
 // Unapplied returns the number of keys with an unapplied committed value.
@@ -422,28 +447,27 @@ func (o *Overlay) TakeUnapplied() []Write {
 	if len(o.unapplied) == 0 {
 		return nil
 	}
-	ws := appendCommitted(make([]Write, 0, len(o.unapplied)), o.unapplied, nil)
+	ws := o.appendCommitted(make([]Write, 0, len(o.unapplied)), o.unapplied, nil)
 	o.markApplied()
 	return ws
 }
 
-// setApplied makes e's unapplied value an ordinary cached one (the
-// caller removes e from the unapplied list).
-func (o *Overlay) setApplied(e *entry) {
-	o.uncount(e)
-	e.unapplied = false
-	o.count(e)
+// setApplied makes slot i's unapplied value an ordinary cached one (the
+// caller removes i from the unapplied list).
+func (o *Overlay) setApplied(i int32) {
+	o.uncount(i)
+	o.keys.slots[i].flags &^= slotUnapplied
+	o.count(i)
 }
 
 // markApplied turns the unapplied values into ordinary cached ones.
 func (o *Overlay) markApplied() {
-	for _, e := range o.unapplied {
-		o.setApplied(e)
+	for _, i := range o.unapplied {
+		o.setApplied(i)
 		if o.budget == nil {
-			o.uncache(e)
+			o.uncache(i)
 		}
 	}
-	clear(o.unapplied)
 	o.unapplied, o.merged = o.unapplied[:0], nil
 	if b := o.budget; b != nil && b.used > b.limit {
 		// Values kept only because they were unapplied may go now.
@@ -458,15 +482,15 @@ func (o *Overlay) markApplied() {
 // overlay that has none, or whose base is about to be rebuilt from
 // elsewhere (a changelog restore).
 func (o *Overlay) ResetCache() {
-	for _, e := range o.unapplied {
-		o.setApplied(e)
+	for _, i := range o.unapplied {
+		o.setApplied(i)
 	}
-	clear(o.unapplied)
 	o.unapplied, o.merged = o.unapplied[:0], nil
-	o.entries.all(func(e *entry) bool {
-		o.uncache(e)
-		return true
-	})
+	for i := range o.keys.slots {
+		if o.keys.used(&o.keys.slots[i]) {
+			o.uncache(int32(i))
+		}
+	}
 }
 
 // Newest returns the pending write of the key most recently added to the
@@ -492,19 +516,12 @@ func (o *Overlay) Rewritten() []Write {
 		return nil
 	}
 	ws := make([]Write, len(o.rewritten))
-	for i, e := range o.rewritten {
-		ws[i] = e.asWrite()
+	for k, j := range o.rewritten {
+		ws[k] = o.dirty[j].asWrite()
+		o.dirty[j].rewritten = false
 	}
-	o.clearRewritten()
-	return ws
-}
-
-func (o *Overlay) clearRewritten() {
-	for _, e := range o.rewritten {
-		e.rewritten = false
-	}
-	clear(o.rewritten)
 	o.rewritten = o.rewritten[:0]
+	return ws
 }
 
 // UnorderedWrites returns the pending writes, one per key, in the order the
@@ -513,8 +530,8 @@ func (o *Overlay) clearRewritten() {
 // shared with the overlay and must not be modified.
 func (o *Overlay) UnorderedWrites() []Write {
 	ws := make([]Write, len(o.dirty))
-	for i, e := range o.dirty {
-		ws[i] = e.asWrite()
+	for j := range o.dirty {
+		ws[j] = o.dirty[j].asWrite()
 	}
 	return ws
 }
@@ -595,7 +612,7 @@ func (o *Overlay) view() []Write {
 		return o.Writes()
 	}
 	if o.merged == nil {
-		ws := appendCommitted(o.UnorderedWrites(), o.unapplied, func(e *entry) bool { return e.write == noWrite })
+		ws := o.appendCommitted(o.UnorderedWrites(), o.unapplied, func(i int32) bool { return o.keys.slots[i].pend == 0 })
 		SortWrites(ws)
 		o.merged = ws
 	}
@@ -641,15 +658,17 @@ func (o *Overlay) Commit() error {
 
 // Discard drops the pending writes. The base is not touched.
 func (o *Overlay) Discard() {
-	for _, e := range o.dirty {
-		e.pending, e.write = nil, noWrite
-		if e.cachedState == notCached {
-			o.entries.delete(e.key)
+	for j := range o.dirty {
+		i := o.dirty[j].slot
+		s := &o.keys.slots[i]
+		s.pend = 0
+		if s.cachedState == notCached {
+			o.keys.remove(i)
 		}
 	}
 	clear(o.dirty)
 	o.dirty, o.sorted, o.merged = o.dirty[:0], nil, nil
-	o.clearRewritten()
+	o.rewritten = o.rewritten[:0]
 }
 
 // overlayIter merges a base iterator with a sorted snapshot of pending writes.

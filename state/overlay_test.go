@@ -599,17 +599,60 @@ func TestOverlayModel(t *testing.T) {
 		b := state.NewCacheBudget(300) // a handful of entries
 		testOverlayModel(t, base, state.NewCachedOverlay(base, b), b, 300)
 	})
+	// Thousands of keys, some longer than a slot holds inline, and values
+	// too long to inline: the overlay's table grows and rehashes while
+	// keys are pending and unapplied.
+	t.Run("wide/uncached", func(t *testing.T) {
+		base := state.NewMemKV()
+		testOverlayModelWide(t, base, state.NewOverlay(base), nil, 0)
+	})
+	t.Run("wide/cached", func(t *testing.T) {
+		base := state.NewMemKV()
+		b := state.NewCacheBudget(1 << 20)
+		testOverlayModelWide(t, base, state.NewCachedOverlay(base, b), b, 1<<20)
+	})
+	t.Run("wide/evicting", func(t *testing.T) {
+		base := state.NewMemKV()
+		b := state.NewCacheBudget(50_000)
+		testOverlayModelWide(t, base, state.NewCachedOverlay(base, b), b, 50_000)
+	})
 }
 
 func testOverlayModel(t *testing.T, base state.KV, o *state.Overlay, budget *state.CacheBudget, limit int64) {
+	testOverlayModelKeys(t, base, o, budget, limit, false)
+}
+
+func testOverlayModelWide(t *testing.T, base state.KV, o *state.Overlay, budget *state.CacheBudget, limit int64) {
+	testOverlayModelKeys(t, base, o, budget, limit, true)
+}
+
+func testOverlayModelKeys(t *testing.T, base state.KV, o *state.Overlay, budget *state.CacheBudget, limit int64, wide bool) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	alphabet := []byte{0x00, 'a', 'b', 0xff}
 	randKey := func() []byte {
+		if wide {
+			switch rng.IntN(4) {
+			case 0:
+				return fmt.Appendf(nil, "k%d", rng.IntN(3000))
+			case 1:
+				return fmt.Appendf(nil, "a-rather-long-key-%d", rng.IntN(500))
+			}
+		}
 		k := make([]byte, rng.IntN(4))
 		for i := range k {
 			k[i] = alphabet[rng.IntN(len(alphabet))]
 		}
 		return k
+	}
+	randValue := func(step int) []byte {
+		if wide && rng.IntN(3) == 0 {
+			return fmt.Appendf(nil, "%s%d", strings.Repeat("v", 40), step)
+		}
+		return fmt.Appendf(nil, "v%d", step)
+	}
+	steps := 5000
+	if wide {
+		steps = 8000
 	}
 	maybeNil := func(k []byte) []byte {
 		if rng.IntN(5) == 0 {
@@ -618,13 +661,13 @@ func testOverlayModel(t *testing.T, base state.KV, o *state.Overlay, budget *sta
 		return k
 	}
 	model, committed := state.NewMemKV(), state.NewMemKV()
-	for step := range 5000 {
+	for step := range steps {
 		if budget != nil && budget.Used()-budget.Unapplied() > limit {
 			t.Fatalf("step %d: cache uses %d bytes (%d unapplied), over its budget", step, budget.Used(), budget.Unapplied())
 		}
 		switch op := rng.IntN(100); {
 		case op < 40:
-			k, v := randKey(), fmt.Appendf(nil, "v%d", step)
+			k, v := randKey(), randValue(step)
 			if err := o.Put(k, v); err != nil {
 				t.Fatal(err)
 			}
