@@ -263,3 +263,35 @@ func TestStatefulHandBack(t *testing.T) {
 	equalSums(t, "changelog", lastValues(t, seeds, app+"-sums-changelog"), truth)
 	equalSums(t, "instance one's store", storeSums(t, dirOne, app, parts), truth)
 }
+
+// TestChangelogTimestamps checks that a changelog record carries the
+// timestamp of the input record whose processing wrote it, as Kafka
+// Streams stamps them.
+func TestChangelogTimestamps(t *testing.T) {
+	const n = 200
+	seeds := kafkatest.Brokers(t)
+	in := kafkatest.Topic(t, seeds, 1, nil)
+	out := kafkatest.Topic(t, seeds, 1, nil)
+	app := kafkatest.UniqueName(t, "app")
+	base := time.UnixMilli(1_700_000_000_000)
+	stamps := map[string]time.Time{}
+	kafkatest.Produce(t, seeds, in, n, func(i int) *kgo.Record {
+		k := fmt.Sprintf("k%05d", i) // every key once: each write is a first write
+		stamps[k] = base.Add(time.Duration(i) * time.Second)
+		return &kgo.Record{Key: []byte(k), Value: binary.BigEndian.AppendUint64(nil, 1), Timestamp: stamps[k]}
+	})
+	r := start(t, sumTopology(t, in, out), append(baseOpts(seeds, app, "i"), processor.StateDir(t.TempDir()))...)
+	waitCommitted(t, seeds, app, in, n, 60*time.Second)
+	if err := r.stop(t); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	recs := kafkatest.ReadAll(t, seeds, app+"-sums-changelog", kafkatest.ReadCommitted)
+	if len(recs) != n {
+		t.Fatalf("changelog has %d records, want %d", len(recs), n)
+	}
+	for _, rec := range recs {
+		if want := stamps[string(rec.Key)]; !rec.Timestamp.Equal(want) {
+			t.Fatalf("changelog record of key %s has timestamp %v, want the input's %v", rec.Key, rec.Timestamp, want)
+		}
+	}
+}

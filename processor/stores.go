@@ -58,7 +58,10 @@ func (p *Processor) openState() (*state.DB, error) {
 // once more, with its final value, when the transaction ends (the overlay
 // keeps track: [state.Overlay.Rewritten]). The changelog gets one record
 // per written key, two for rewritten ones, and the last one per key in the
-// partition is always the committed value.
+// partition is always the committed value. A changelog record carries the
+// timestamp of the input record whose processing wrote it (for a final
+// value, the last record the transaction processed), or the punctuation
+// time.
 type storeKV struct {
 	*state.Overlay
 	w     *worker
@@ -104,7 +107,7 @@ func (s *storeKV) logWrite(pendingBefore int) error {
 
 func (s *storeKV) produce(wr state.Write) {
 	r := s.w.recs.next()
-	r.Topic, r.Partition, r.Key, r.Value = s.topic, s.key.task.Partition, wr.Key, wr.Value
+	r.Topic, r.Partition, r.Key, r.Value, r.Timestamp = s.topic, s.key.task.Partition, wr.Key, wr.Value, s.w.stamp
 	if wr.Delete {
 		r.Value = nil
 	}

@@ -38,6 +38,11 @@ type worker struct {
 	keyPart map[string]kgo.TopicPartitioner
 	rr      int
 
+	// stamp is the timestamp of the changelog records the tasks' stores
+	// produce: the input record being processed (as Kafka Streams stamps
+	// them), or the punctuation time.
+	stamp time.Time
+
 	promise func(*kgo.Record, error)
 	// produceErr is the first produce failure since the last commit;
 	// written by the producer's promise goroutine.
@@ -304,6 +309,7 @@ func (w *worker) process(r *kgo.Record) error {
 		Value:     r.Value,
 		Timestamp: r.Timestamp,
 	}
+	w.stamp = r.Timestamp
 	if len(r.Headers) > 0 {
 		raw.Headers = make([]topology.Header, len(r.Headers))
 		for i, h := range r.Headers {
@@ -403,6 +409,7 @@ func (w *worker) partitionFor(r *kgo.Record, fallback int32) int32 {
 
 // punctuate runs due wall-clock punctuators of every task.
 func (w *worker) punctuate(now time.Time) error {
+	w.stamp = now
 	for id, t := range w.tasks {
 		if err := t.Punctuate(now); err != nil {
 			return fmt.Errorf("processor: task %s: %w", id, err)
