@@ -164,6 +164,34 @@ func waitCommitted(t *testing.T, seeds []string, group, topic string, want int64
 	})
 }
 
+// waitStable polls until no transaction is in progress on any partition
+// of topic (its last stable offset is its end offset): the markers of
+// transactions that committed are written a little after the commit, so a
+// read_committed read right after it may stop short.
+func waitStable(t *testing.T, seeds []string, topic string, within time.Duration) {
+	t.Helper()
+	pollAdmin(t, seeds, within, fmt.Sprintf("no open transaction on %q", topic), func(ctx context.Context, adm *kadm.Client) (bool, string) {
+		stable, err := adm.ListCommittedOffsets(ctx, topic)
+		if err == nil {
+			err = stable.Error()
+		}
+		ends, err2 := adm.ListEndOffsets(ctx, topic)
+		if err == nil && err2 == nil {
+			err = ends.Error()
+		}
+		if err != nil || err2 != nil {
+			return false, ""
+		}
+		done := true
+		ends.Each(func(o kadm.ListedOffset) {
+			if s, ok := stable.Lookup(topic, o.Partition); !ok || s.Offset != o.Offset {
+				done = false
+			}
+		})
+		return done, fmt.Sprintf("stable %v, end %v", stable, ends)
+	})
+}
+
 // checkExactlyOnce asserts that out (read read_committed) holds the
 // upper-cased value of every input value exactly once, and returns the
 // count.

@@ -52,16 +52,15 @@ func (p *Processor) openState() (*state.DB, error) {
 // pending writes, with a cache of committed values, over the instance's
 // database.
 //
-// The changelog record of a key's first write in a transaction is produced
-// right away, so changelog records flow with the outputs instead of in a
-// burst at commit. A key written again in the same transaction is produced
-// once more, with its final value, when the transaction ends (the overlay
-// keeps track: [state.Overlay.Rewritten]). The changelog gets one record
-// per written key, two for rewritten ones, and the last one per key in the
-// partition is always the committed value. A changelog record carries the
-// timestamp of the input record whose processing wrote it (for a final
-// value, the last record the transaction processed), or the punctuation
-// time.
+// Writes are logged to the changelog as the worker goes: after each
+// polled batch it produces, for every key written since the previous batch,
+// one record with the key's latest value (the overlay keeps track:
+// [state.Overlay.TakeUnlogged]), and once more before a commit. Changelog
+// records flow with the outputs instead of in a burst at commit, a key
+// written many times in a batch is logged once, and the last record per
+// key in the partition is always the committed value. A changelog record
+// carries the timestamp of the last input record processed before it was
+// produced.
 type storeKV struct {
 	*state.Overlay
 	w     *worker
@@ -72,37 +71,21 @@ type storeKV struct {
 	acked func(*kgo.Record, error)
 }
 
-// Put writes to the overlay and logs the write (see storeKV).
+// Put writes to the overlay, in the open transaction (see storeKV).
 func (s *storeKV) Put(key, value []byte) error {
-	n := s.Pending()
-	if err := s.Overlay.Put(key, value); err != nil {
-		return err
-	}
-	return s.logWrite(n)
-}
-
-// Delete writes a tombstone to the overlay and logs it (see storeKV).
-func (s *storeKV) Delete(key []byte) error {
-	n := s.Pending()
-	if err := s.Overlay.Delete(key); err != nil {
-		return err
-	}
-	return s.logWrite(n)
-}
-
-// logWrite produces the changelog record of a key's first write in the
-// transaction (pendingBefore is Pending before the write). A rewrite waits
-// for the end of the transaction.
-func (s *storeKV) logWrite(pendingBefore int) error {
-	if s.Pending() == pendingBefore {
-		return nil
-	}
-	wr, _ := s.Newest()
 	if err := s.w.beforeSend(); err != nil {
 		return &envError{err}
 	}
-	s.produce(wr)
-	return nil
+	return s.Overlay.Put(key, value)
+}
+
+// Delete writes a tombstone to the overlay, in the open transaction (see
+// storeKV).
+func (s *storeKV) Delete(key []byte) error {
+	if err := s.w.beforeSend(); err != nil {
+		return &envError{err}
+	}
+	return s.Overlay.Delete(key)
 }
 
 func (s *storeKV) produce(wr state.Write) {
@@ -250,14 +233,16 @@ func (w *worker) store(name string, id topology.TaskID) (state.KV, error) {
 	return s, nil
 }
 
-// produceChangelogs sends the final value of every key written more than
-// once in the transaction (the first writes went out already).
+// produceChangelogs logs the latest value of every key written since the
+// last call (see storeKV).
 func (w *worker) produceChangelogs() {
 	for _, s := range w.state.stores {
-		for _, wr := range s.Rewritten() {
+		w.logBuf = s.TakeUnlogged(w.logBuf[:0])
+		for _, wr := range w.logBuf {
 			s.produce(wr)
 		}
 	}
+	clear(w.logBuf)
 }
 
 // commitStores records that the transaction's store writes are committed

@@ -39,9 +39,11 @@ type worker struct {
 	rr      int
 
 	// stamp is the timestamp of the changelog records the tasks' stores
-	// produce: the input record being processed (as Kafka Streams stamps
-	// them), or the punctuation time.
+	// produce: the last input record's (zero before the first, and the
+	// client then stamps the wall clock).
 	stamp time.Time
+
+	logBuf []state.Write // reused by produceChangelogs
 
 	promise func(*kgo.Record, error)
 	// produceErr is the first produce failure since the last commit;
@@ -185,7 +187,8 @@ func (w *worker) poll(ctx context.Context, deadline time.Time) kgo.Fetches {
 }
 
 // processBatch runs the polled records through their tasks in order, then
-// the punctuators, and hands what they produced to the sender. It stops at
+// the punctuators, logs their store writes (see storeKV), and hands what
+// they produced to the sender. It stops at
 // the first error and returns it with the number of records it ran, the
 // failed one included; what the worker still holds is then not handed
 // over (chunks handed over earlier are already with the sender, and the
@@ -205,6 +208,7 @@ func (w *worker) processBatch(fs kgo.Fetches) (int, error) {
 	if err != nil {
 		return n, err
 	}
+	w.produceChangelogs()
 	w.send.push()
 	return n, nil
 }
@@ -409,7 +413,6 @@ func (w *worker) partitionFor(r *kgo.Record, fallback int32) int32 {
 
 // punctuate runs due wall-clock punctuators of every task.
 func (w *worker) punctuate(now time.Time) error {
-	w.stamp = now
 	for id, t := range w.tasks {
 		if err := t.Punctuate(now); err != nil {
 			return fmt.Errorf("processor: task %s: %w", id, err)

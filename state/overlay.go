@@ -66,7 +66,7 @@ type Overlay struct {
 	base      KV
 	keys      table          // every key the overlay knows: pending, unapplied or cached
 	dirty     []pendingWrite // the pending writes, one per key, in first-write order
-	rewritten []int32        // indices in dirty of keys written again since their first write (see Rewritten)
+	unlogged  []int32        // indices in dirty of writes not handed out by TakeUnlogged yet
 	unapplied []int32        // slots with an unapplied committed value, in commit order
 	sorted    []Write        // pending in key order; nil when stale. Never modified in place.
 	merged    []Write        // pending and unapplied in key order (see view); nil when stale
@@ -75,14 +75,14 @@ type Overlay struct {
 }
 
 // pendingWrite is a key's pending write. Its key and value are copies of
-// their own, never modified in place, so the slices handed out by Writes,
-// Newest and Rewritten stay valid.
+// their own, never modified in place, so the slices handed out by Writes
+// and TakeUnlogged stay valid.
 type pendingWrite struct {
-	slot      int32 // the key's slot in keys
-	del       bool
-	rewritten bool // in the overlay's rewritten list
-	key       []byte
-	value     []byte // nil for a delete
+	slot   int32 // the key's slot in keys
+	del    bool
+	logged bool // TakeUnlogged handed out this value
+	key    []byte
+	value  []byte // nil for a delete
 }
 
 func (w *pendingWrite) asWrite() Write { return Write{Key: w.key, Value: w.value, Delete: w.del} }
@@ -388,11 +388,12 @@ func (o *Overlay) write(key, value []byte, del bool) {
 		}
 		o.dirty = append(o.dirty, w)
 		s.pend = int32(len(o.dirty))
+		o.unlogged = append(o.unlogged, s.pend-1)
 	} else {
 		w := &o.dirty[s.pend-1]
-		if !w.rewritten {
-			w.rewritten = true
-			o.rewritten = append(o.rewritten, s.pend-1)
+		if w.logged {
+			w.logged = false
+			o.unlogged = append(o.unlogged, s.pend-1)
 		}
 		w.del, w.value = del, nil
 		if !del {
@@ -430,7 +431,7 @@ func (o *Overlay) Committed() {
 	}
 	clear(o.dirty)
 	o.dirty, o.sorted, o.merged = o.dirty[:0], nil, nil
-	o.rewritten = o.rewritten[:0]
+	o.unlogged = o.unlogged[:0]
 }
 
 // Unapplied returns the number of keys with an unapplied committed value.
@@ -493,34 +494,22 @@ func (o *Overlay) ResetCache() {
 	}
 }
 
-// Newest returns the pending write of the key most recently added to the
-// pending set (by a Put or Delete of a key that had no pending write), and
-// false if the set is empty. Comparing Pending before and after a write
-// tells whether it added a key. The slices are shared with the overlay and
-// must not be modified.
-func (o *Overlay) Newest() (Write, bool) {
-	if len(o.dirty) == 0 {
-		return Write{}, false
+// TakeUnlogged appends to ws, and returns, the pending writes whose
+// values it has not handed out yet: every key written since the previous
+// call (or since the last Committed or Discard), once, with its latest
+// value, in the order the keys were first written or first written again
+// after the previous call. It is for a caller that logs the pending writes
+// as it goes (a changelog): logging what TakeUnlogged returns, and once
+// more before committing, logs every key's final value, and a key written
+// many times between two calls only once. The slices are shared with the
+// overlay and must not be modified.
+func (o *Overlay) TakeUnlogged(ws []Write) []Write {
+	for _, j := range o.unlogged {
+		w := &o.dirty[j]
+		w.logged = true
+		ws = append(ws, w.asWrite())
 	}
-	return o.dirty[len(o.dirty)-1].asWrite(), true
-}
-
-// Rewritten returns the pending writes of the keys written again since
-// their first write in the pending set, or since the previous Rewritten
-// call: one per key, with its latest value, in the order the keys were
-// first rewritten. It is for a caller that logs every key's first write
-// right away and the rewritten keys' final values later, once each. The
-// slices are shared with the overlay and must not be modified.
-func (o *Overlay) Rewritten() []Write {
-	if len(o.rewritten) == 0 {
-		return nil
-	}
-	ws := make([]Write, len(o.rewritten))
-	for k, j := range o.rewritten {
-		ws[k] = o.dirty[j].asWrite()
-		o.dirty[j].rewritten = false
-	}
-	o.rewritten = o.rewritten[:0]
+	o.unlogged = o.unlogged[:0]
 	return ws
 }
 
@@ -668,7 +657,7 @@ func (o *Overlay) Discard() {
 	}
 	clear(o.dirty)
 	o.dirty, o.sorted, o.merged = o.dirty[:0], nil, nil
-	o.rewritten = o.rewritten[:0]
+	o.unlogged = o.unlogged[:0]
 }
 
 // overlayIter merges a base iterator with a sorted snapshot of pending writes.

@@ -870,22 +870,11 @@ func TestOverlayCache(t *testing.T) {
 	}
 }
 
-func TestOverlayNewestAndRewritten(t *testing.T) {
+func TestOverlayUnlogged(t *testing.T) {
 	o := state.NewOverlay(state.NewMemKV())
-	if _, ok := o.Newest(); ok {
-		t.Fatal("Newest on an empty overlay reported a write")
-	}
-	steps := []struct {
-		op, key, val string
-		pending      int    // Pending after the step
-		newest       string // writesOf(Newest) after the step
-	}{
-		{"put", "a", "1", 1, "a=1"},
-		{"put", "b", "2", 2, "b=2"},
-		{"put", "a", "3", 2, "b=2"}, // a rewrite adds no key
-		{"del", "c", "", 3, "c!"},
-		{"del", "b", "", 3, "c!"},
-		{"put", "a", "4", 3, "c!"}, // rewritten twice: reported once
+	take := func() []string { return writesOf(o.TakeUnlogged(nil)) }
+	if got := take(); len(got) != 0 {
+		t.Fatalf("TakeUnlogged on an empty overlay = %q", got)
 	}
 	write := func(op, key, val string) {
 		t.Helper()
@@ -899,36 +888,44 @@ func TestOverlayNewestAndRewritten(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for i, s := range steps {
-		write(s.op, s.key, s.val)
-		w, ok := o.Newest()
-		if got := writesOf([]state.Write{w}); o.Pending() != s.pending || !ok || got[0] != s.newest {
-			t.Fatalf("step %d: Pending %d, Newest %q (%v); want %d, %q", i, o.Pending(), got, ok, s.pending, s.newest)
-		}
+	write("put", "a", "1")
+	write("put", "b", "2")
+	write("put", "a", "3") // rewritten before the take: once, latest value
+	if got, want := take(), []string{"a=3", "b=2"}; !slices.Equal(got, want) {
+		t.Fatalf("TakeUnlogged = %q, want %q", got, want)
 	}
-	if got, want := writesOf(o.Rewritten()), []string{"a=4", "b!"}; !slices.Equal(got, want) {
-		t.Fatalf("Rewritten = %q, want %q", got, want)
+	if got := take(); len(got) != 0 {
+		t.Fatalf("second TakeUnlogged = %q, want nothing new", got)
 	}
-	if got := o.Rewritten(); len(got) != 0 {
-		t.Fatalf("second Rewritten = %q, want nothing new", writesOf(got))
+	write("del", "c", "")
+	write("del", "b", "") // logged before: handed out again
+	write("put", "a", "4")
+	write("put", "a", "5")
+	if got, want := take(), []string{"c!", "b!", "a=5"}; !slices.Equal(got, want) {
+		t.Fatalf("TakeUnlogged = %q, want %q", got, want)
 	}
-	write("put", "c", "5") // rewritten after the previous call
-	if got, want := writesOf(o.Rewritten()), []string{"c=5"}; !slices.Equal(got, want) {
-		t.Fatalf("Rewritten = %q, want %q", got, want)
+	if o.Pending() != 3 {
+		t.Fatalf("Pending = %d, want 3", o.Pending())
 	}
-	write("put", "a", "6")
+	// Handed-out slices stay valid when the key is written again.
+	write("put", "d", "6")
+	handed := o.TakeUnlogged(nil)
+	write("put", "d", "7")
+	if got, want := writesOf(handed), []string{"d=6"}; !slices.Equal(got, want) {
+		t.Fatalf("handed-out write became %q, want %q", got, want)
+	}
 	o.Discard()
-	if _, ok := o.Newest(); ok {
-		t.Fatal("Newest after Discard reported a write")
-	}
-	if got := o.Rewritten(); len(got) != 0 {
-		t.Fatalf("Rewritten after Discard = %q, want nothing", writesOf(got))
+	if got := take(); len(got) != 0 {
+		t.Fatalf("TakeUnlogged after Discard = %q, want nothing", got)
 	}
 	write("put", "a", "7")
-	write("put", "a", "8")
 	o.Committed()
-	if got := o.Rewritten(); len(got) != 0 {
-		t.Fatalf("Rewritten after Committed = %q, want nothing", writesOf(got))
+	if got := take(); len(got) != 0 {
+		t.Fatalf("TakeUnlogged after Committed = %q, want nothing", got)
+	}
+	write("put", "a", "8")
+	if got, want := take(), []string{"a=8"}; !slices.Equal(got, want) {
+		t.Fatalf("TakeUnlogged after the next write = %q, want %q", got, want)
 	}
 }
 
