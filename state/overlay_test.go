@@ -578,55 +578,38 @@ func TestOverlayIteratorBaseError(t *testing.T) {
 	}
 }
 
-// TestOverlayModel checks an overlay against a plain MemKV that receives the
-// same writes directly, over random operations on a small key space that
-// includes the empty key, 0x00 and 0xff.
 // TestOverlayModel runs random operations on an overlay and on a plain KV
 // (the model) and compares every read: without a cache, with a cache that
-// holds everything, and with one so small that it evicts all the time.
+// holds everything, and with one so small that it evicts all the time. The
+// narrow runs use a small key space that includes the empty key, 0x00 and
+// 0xff; the wide ones add thousands of keys, some longer than a table slot
+// holds inline, and values too long to inline, so the overlay's table
+// grows and rehashes while keys are pending and unapplied.
 func TestOverlayModel(t *testing.T) {
-	t.Run("uncached", func(t *testing.T) {
-		base := state.NewMemKV()
-		testOverlayModel(t, base, state.NewOverlay(base), nil, 0)
-	})
-	t.Run("cached", func(t *testing.T) {
-		base := state.NewMemKV()
-		b := state.NewCacheBudget(1 << 20)
-		testOverlayModel(t, base, state.NewCachedOverlay(base, b), b, 1<<20)
-	})
-	t.Run("evicting", func(t *testing.T) {
-		base := state.NewMemKV()
-		b := state.NewCacheBudget(300) // a handful of entries
-		testOverlayModel(t, base, state.NewCachedOverlay(base, b), b, 300)
-	})
-	// Thousands of keys, some longer than a slot holds inline, and values
-	// too long to inline: the overlay's table grows and rehashes while
-	// keys are pending and unapplied.
-	t.Run("wide/uncached", func(t *testing.T) {
-		base := state.NewMemKV()
-		testOverlayModelWide(t, base, state.NewOverlay(base), nil, 0)
-	})
-	t.Run("wide/cached", func(t *testing.T) {
-		base := state.NewMemKV()
-		b := state.NewCacheBudget(1 << 20)
-		testOverlayModelWide(t, base, state.NewCachedOverlay(base, b), b, 1<<20)
-	})
-	t.Run("wide/evicting", func(t *testing.T) {
-		base := state.NewMemKV()
-		b := state.NewCacheBudget(50_000)
-		testOverlayModelWide(t, base, state.NewCachedOverlay(base, b), b, 50_000)
-	})
+	for _, wide := range []bool{false, true} {
+		evictAt := int64(300) // a handful of entries
+		name := ""
+		if wide {
+			evictAt, name = 50_000, "wide/"
+		}
+		for _, c := range []struct {
+			name  string
+			limit int64 // 0: no cache
+		}{{"uncached", 0}, {"cached", 1 << 20}, {"evicting", evictAt}} {
+			t.Run(name+c.name, func(t *testing.T) {
+				base := state.NewMemKV()
+				o, b := state.NewOverlay(base), (*state.CacheBudget)(nil)
+				if c.limit > 0 {
+					b = state.NewCacheBudget(c.limit)
+					o = state.NewCachedOverlay(base, b)
+				}
+				testOverlayModel(t, base, o, b, c.limit, wide)
+			})
+		}
+	}
 }
 
-func testOverlayModel(t *testing.T, base state.KV, o *state.Overlay, budget *state.CacheBudget, limit int64) {
-	testOverlayModelKeys(t, base, o, budget, limit, false)
-}
-
-func testOverlayModelWide(t *testing.T, base state.KV, o *state.Overlay, budget *state.CacheBudget, limit int64) {
-	testOverlayModelKeys(t, base, o, budget, limit, true)
-}
-
-func testOverlayModelKeys(t *testing.T, base state.KV, o *state.Overlay, budget *state.CacheBudget, limit int64, wide bool) {
+func testOverlayModel(t *testing.T, base state.KV, o *state.Overlay, budget *state.CacheBudget, limit int64, wide bool) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	alphabet := []byte{0x00, 'a', 'b', 0xff}
 	randKey := func() []byte {
