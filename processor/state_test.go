@@ -49,10 +49,11 @@ func sumInput(t *testing.T, seeds []string, topic string, partitions int32, from
 	})
 }
 
-// lastValues reads topic read_committed and returns the last int64 value
-// per key (a compacted view).
+// lastValues reads topic read_committed, once no transaction is open on
+// it, and returns the last int64 value per key (a compacted view).
 func lastValues(t *testing.T, seeds []string, topic string) map[string]int64 {
 	t.Helper()
+	waitStable(t, seeds, topic, 60*time.Second)
 	m := map[string]int64{}
 	for _, r := range kafkatest.ReadAll(t, seeds, topic, kafkatest.ReadCommitted) {
 		if r.Value == nil {
@@ -286,7 +287,7 @@ func TestChangelogTimestamps(t *testing.T) {
 	if err := r.stop(t); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	waitStable(t, seeds, app+"-sums-changelog", 30*time.Second)
+	waitStable(t, seeds, app+"-sums-changelog", 60*time.Second)
 	recs := kafkatest.ReadAll(t, seeds, app+"-sums-changelog", kafkatest.ReadCommitted)
 	if len(recs) != n {
 		t.Fatalf("changelog has %d records, want %d", len(recs), n)

@@ -188,11 +188,10 @@ func (w *worker) poll(ctx context.Context, deadline time.Time) kgo.Fetches {
 
 // processBatch runs the polled records through their tasks in order, then
 // the punctuators, logs their store writes (see storeKV), and hands what
-// they produced to the sender. It stops at
-// the first error and returns it with the number of records it ran, the
-// failed one included; what the worker still holds is then not handed
-// over (chunks handed over earlier are already with the sender, and the
-// caller aborts or stops).
+// they produced to the sender. It stops at the first error and returns it
+// with the number of records it ran, the failed one included; what the
+// worker still holds is then not handed over (chunks handed over earlier
+// are already with the sender, and the caller aborts or stops).
 func (w *worker) processBatch(fs kgo.Fetches) (int, error) {
 	n := 0
 	var err error
