@@ -271,7 +271,7 @@ func TestCrashStatefulExactlyOnce(t *testing.T) {
 	r := runStateCrash(t, processor.ExactlyOnce)
 	truth := stateTruth()
 	equalSums(t, "output (last value per key)", lastValues(t, r.seeds, r.out), truth)
-	changelog := kafkatest.ReadAll(t, r.seeds, r.changelog, kafkatest.ReadCommitted)
+	changelog := readCommitted(t, r.seeds, r.changelog)
 	all := map[string]int64{}
 	for p := range int32(crashPartitions) {
 		for k, v := range changelogUpTo(changelog, p, -1) {
@@ -296,7 +296,7 @@ func TestCrashStatefulAtLeastOnce(t *testing.T) {
 	r := runStateCrash(t, processor.AtLeastOnce)
 	truth := stateTruth()
 	got := lastValues(t, r.seeds, r.out)
-	emitted := len(kafkatest.ReadAll(t, r.seeds, r.out, kafkatest.ReadCommitted))
+	emitted := len(readCommitted(t, r.seeds, r.out))
 	if emitted < stateRecords {
 		t.Errorf("output holds %d records for %d inputs: some input produced no output", emitted, stateRecords)
 	}

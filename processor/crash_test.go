@@ -367,7 +367,7 @@ func (o *crashOutput) describeIDs(ids []int) string {
 func (r *crashRun) analyze(t *testing.T) *crashOutput {
 	t.Helper()
 	out := &crashOutput{byID: map[int][]crashOutRecord{}}
-	for _, rec := range kafkatest.ReadAll(t, r.seeds, r.out, kafkatest.ReadCommitted) {
+	for _, rec := range readCommitted(t, r.seeds, r.out) {
 		o := crashOutRecord{value: string(rec.Value), partition: rec.Partition, offset: rec.Offset}
 		for _, h := range rec.Headers {
 			switch h.Key {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/onceflow/onceflow/internal/kafkatest"
 	"github.com/onceflow/onceflow/processor"
@@ -192,12 +193,20 @@ func waitStable(t *testing.T, seeds []string, topic string, within time.Duration
 	})
 }
 
+// readCommitted reads topic read_committed from the start to the end,
+// once no transaction is open on it (see waitStable).
+func readCommitted(t *testing.T, seeds []string, topic string) []*kgo.Record {
+	t.Helper()
+	waitStable(t, seeds, topic, 60*time.Second)
+	return kafkatest.ReadAll(t, seeds, topic, kafkatest.ReadCommitted)
+}
+
 // checkExactlyOnce asserts that out (read read_committed) holds the
 // upper-cased value of every input value exactly once, and returns the
 // count.
 func checkExactlyOnce(t *testing.T, seeds []string, out string, values []string) {
 	t.Helper()
-	got := kafkatest.ReadAll(t, seeds, out, kafkatest.ReadCommitted)
+	got := readCommitted(t, seeds, out)
 	counts := map[string]int{}
 	for _, r := range got {
 		counts[string(r.Value)]++

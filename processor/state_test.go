@@ -53,9 +53,8 @@ func sumInput(t *testing.T, seeds []string, topic string, partitions int32, from
 // it, and returns the last int64 value per key (a compacted view).
 func lastValues(t *testing.T, seeds []string, topic string) map[string]int64 {
 	t.Helper()
-	waitStable(t, seeds, topic, 60*time.Second)
 	m := map[string]int64{}
-	for _, r := range kafkatest.ReadAll(t, seeds, topic, kafkatest.ReadCommitted) {
+	for _, r := range readCommitted(t, seeds, topic) {
 		if r.Value == nil {
 			delete(m, string(r.Key))
 			continue
@@ -287,8 +286,7 @@ func TestChangelogTimestamps(t *testing.T) {
 	if err := r.stop(t); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	waitStable(t, seeds, app+"-sums-changelog", 60*time.Second)
-	recs := kafkatest.ReadAll(t, seeds, app+"-sums-changelog", kafkatest.ReadCommitted)
+	recs := readCommitted(t, seeds, app+"-sums-changelog")
 	if len(recs) != n {
 		t.Fatalf("changelog has %d records, want %d", len(recs), n)
 	}
