@@ -105,8 +105,8 @@ func (o *Overlay) size(i int32) int64 {
 
 // appendCommitted appends to ws the writes that take the base to the
 // committed values of the slots is for which keep is true (every slot if
-// keep is nil). Inline keys and values are copied, all into one new
-// buffer, since they change with the slot; long ones are shared.
+// keep is nil). Keys and inline values are copied, all into one new
+// buffer, since they live in the slots; values in ext are shared.
 func (o *Overlay) appendCommitted(ws []Write, is []int32, keep func(int32) bool) []Write {
 	t := &o.keys
 	n := 0
@@ -120,23 +120,18 @@ func (o *Overlay) appendCommitted(ws []Write, is []int32, keep func(int32) bool)
 		if keep != nil && !keep(i) {
 			continue
 		}
+		start := len(buf)
+		buf = t.appendKey(buf, i)
+		w := Write{Key: buf[start:len(buf):len(buf)]}
 		s := &t.slots[i]
-		var w Write
-		if s.klen == klenLong {
-			w.Key = t.ext[s.ext-1].key
-		} else {
-			start := len(buf)
-			buf = t.appendKey(buf, i)
-			w.Key = buf[start:len(buf):len(buf)]
-		}
-		switch {
+		switch v := t.value(i); {
 		case s.cachedState == valueAbsent:
 			w.Delete = true
 		case s.flags&slotExtValue != 0:
-			w.Value = t.ext[s.ext-1].value
+			w.Value = v
 		default:
-			start := len(buf)
-			buf = append(buf, s.inline[:s.vlen]...)
+			start = len(buf)
+			buf = append(buf, v...)
 			w.Value = buf[start:len(buf):len(buf)]
 		}
 		ws = append(ws, w)
