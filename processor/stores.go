@@ -109,7 +109,8 @@ func (s *storeKV) produce(wr state.Write) {
 type stateTracker struct {
 	db     *state.DB
 	stores map[storeKey]*storeKV
-	budget *state.CacheBudget // shared by the worker's store caches
+	byTask map[topology.TaskID][]*storeKV // the same views, by task
+	budget *state.CacheBudget             // shared by the worker's store caches
 
 	mu      sync.Mutex
 	offsets map[storeKey]int64 // last acknowledged changelog offset per store-partition, this transaction
@@ -198,6 +199,7 @@ func (w *worker) forgetStores(id topology.TaskID) error {
 		if k.task == id {
 			s.ResetCache()
 			delete(w.state.stores, k)
+			delete(w.state.byTask, id)
 			delete(w.state.unappliedOffsets, k)
 		}
 	}
@@ -229,6 +231,7 @@ func (w *worker) store(name string, id topology.TaskID) (state.KV, error) {
 			w.state.mu.Unlock()
 		}
 		w.state.stores[k] = s
+		w.state.byTask[id] = append(w.state.byTask[id], s)
 	}
 	return s, nil
 }

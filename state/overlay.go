@@ -189,6 +189,14 @@ func NewCachedOverlay(base KV, budget *CacheBudget) *Overlay {
 	return o
 }
 
+// Prefetch tells the overlay that key is about to be read or written: it
+// loads the part of the overlay's index where key would be into the CPU's
+// cache, and changes nothing. On a large store the index does not fit the
+// cache and every Get waits for memory once; prefetching the keys of the
+// next few records in a row lets those waits overlap. A key never used is
+// harmless, a wasted load.
+func (o *Overlay) Prefetch(key []byte) { o.keys.warm(key) }
+
 // Get returns the pending value of key if there is one, reports it absent if
 // it has a pending delete, then tries the cache, and otherwise returns the
 // base's value. The returned value is owned by the caller.
