@@ -36,6 +36,7 @@ type worker struct {
 	state   stateTracker
 	reader  *changelogReader // created on the first restore
 	keyPart map[string]kgo.TopicPartitioner
+	place   placement // partitionFor's last topic
 	rr      int
 
 	// stamp is the timestamp of the changelog records the tasks' stores
@@ -429,20 +430,32 @@ func (w *worker) produce(r *kgo.Record) {
 // clients put them), round-robin for records without a key. fallback is
 // used when the topic's partition count is unknown.
 func (w *worker) partitionFor(r *kgo.Record, fallback int32) int32 {
-	n, ok := w.meta.partitions[r.Topic]
-	if !ok || n <= 0 {
+	pl := &w.place
+	if !pl.set || pl.topic != r.Topic {
+		tp, ok := w.keyPart[r.Topic]
+		if !ok {
+			tp = kgo.StickyKeyPartitioner(nil).ForTopic(r.Topic)
+			w.keyPart[r.Topic] = tp
+		}
+		*pl = placement{set: true, topic: r.Topic, n: w.meta.partitions[r.Topic], tp: tp}
+	}
+	if pl.n <= 0 {
 		return fallback
 	}
 	if r.Key == nil {
 		w.rr++
-		return int32(w.rr % int(n))
+		return int32(w.rr % int(pl.n))
 	}
-	tp, ok := w.keyPart[r.Topic]
-	if !ok {
-		tp = kgo.StickyKeyPartitioner(nil).ForTopic(r.Topic)
-		w.keyPart[r.Topic] = tp
-	}
-	return int32(tp.Partition(r, int(n)))
+	return int32(pl.tp.Partition(r, int(pl.n)))
+}
+
+// placement is what partitionFor knows of the topic it placed a record in
+// last: a task's outputs most often all go to one topic.
+type placement struct {
+	set   bool
+	topic string
+	n     int32 // partitions; 0 if unknown
+	tp    kgo.TopicPartitioner
 }
 
 // punctuate runs due wall-clock punctuators of every task.

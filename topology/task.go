@@ -34,7 +34,11 @@ type Task struct {
 	order   []taskNode                       // processors, parents first
 	sources map[string]func(RawRecord) error // topic -> source ingest
 	stores  map[string]any                   // typed stores by name
-	phase   taskPhase
+	// lastTopic and lastIngest are the source Process used last: records
+	// come a partition at a time.
+	lastTopic  string
+	lastIngest func(RawRecord) error
+	phase      taskPhase
 	// origin is the topic, partition and offset of the input record being
 	// processed (valid while inProcess); kept by value so that Process does
 	// not move every record to the heap.
@@ -171,10 +175,14 @@ func (t *Task) Process(raw RawRecord) error {
 	if err := t.checkRunning("Process"); err != nil {
 		return err
 	}
-	ingest, ok := t.sources[raw.Topic]
-	if !ok {
-		return fmt.Errorf("%w: task %s: topic %q is not read by sub-topology %d (it reads [%s])",
-			ErrUnknownTopic, t.id, raw.Topic, t.id.SubTopology, strings.Join(t.sub.info.SourceTopics, ", "))
+	ingest := t.lastIngest
+	if ingest == nil || raw.Topic != t.lastTopic {
+		var ok bool
+		if ingest, ok = t.sources[raw.Topic]; !ok {
+			return fmt.Errorf("%w: task %s: topic %q is not read by sub-topology %d (it reads [%s])",
+				ErrUnknownTopic, t.id, raw.Topic, t.id.SubTopology, strings.Join(t.sub.info.SourceTopics, ", "))
+		}
+		t.lastTopic, t.lastIngest = raw.Topic, ingest
 	}
 	t.origin = RawRecord{Topic: raw.Topic, Partition: raw.Partition, Offset: raw.Offset}
 	t.inProcess = true
