@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -67,8 +68,12 @@ type storeKV struct {
 	key   storeKey
 	topic string // changelog
 	// acked is the promise of this store-partition's changelog records:
-	// it records the highest acknowledged offset (made once, not per record).
+	// it raises ackedTo to the record's offset (made once, not per record).
 	acked func(*kgo.Record, error)
+	// ackedTo is the highest acknowledged changelog offset of the open
+	// transaction, -1 if none. Promises write it, on the client's
+	// goroutines; the worker reads it once every produce finished.
+	ackedTo atomic.Int64
 }
 
 // Put writes to the overlay, in the open transaction (see storeKV).
@@ -111,9 +116,6 @@ type stateTracker struct {
 	stores map[storeKey]*storeKV
 	byTask map[topology.TaskID][]*storeKV // the same views, by task
 	budget *state.CacheBudget             // shared by the worker's store caches
-
-	mu      sync.Mutex
-	offsets map[storeKey]int64 // last acknowledged changelog offset per store-partition, this transaction
 
 	// unappliedOffsets are the checkpoints the unapplied writes reach: the
 	// last changelog offset per store-partition of committed transactions.
@@ -219,16 +221,18 @@ func (w *worker) store(name string, id topology.TaskID) (state.KV, error) {
 			key:     k,
 			topic:   w.p.ChangelogTopic(name),
 		}
+		s.ackedTo.Store(-1)
 		s.acked = func(r *kgo.Record, err error) {
 			if err != nil {
 				w.promise(r, err)
 				return
 			}
-			w.state.mu.Lock()
-			if r.Offset > w.state.offsets[k] {
-				w.state.offsets[k] = r.Offset
+			for {
+				cur := s.ackedTo.Load()
+				if r.Offset <= cur || s.ackedTo.CompareAndSwap(cur, r.Offset) {
+					return
+				}
 			}
-			w.state.mu.Unlock()
 		}
 		w.state.stores[k] = s
 		w.state.byTask[id] = append(w.state.byTask[id], s)
@@ -256,19 +260,14 @@ func (w *worker) commitStores() error {
 	if w.state.db == nil {
 		return nil
 	}
-	for _, s := range w.state.stores {
+	for k, s := range w.state.stores {
 		if s.Pending() > 0 {
 			s.Committed()
 		}
-	}
-	w.state.mu.Lock()
-	for k, off := range w.state.offsets {
-		if off > w.state.unappliedOffsets[k] {
+		if off := s.ackedTo.Swap(-1); off > w.state.unappliedOffsets[k] {
 			w.state.unappliedOffsets[k] = off
 		}
 	}
-	clear(w.state.offsets)
-	w.state.mu.Unlock()
 	return w.applyIfDue()
 }
 
@@ -350,10 +349,8 @@ func (w *worker) applyStores() error {
 func (w *worker) discardStores() {
 	for _, s := range w.state.stores {
 		s.Discard()
+		s.ackedTo.Store(-1)
 	}
-	w.state.mu.Lock()
-	clear(w.state.offsets)
-	w.state.mu.Unlock()
 }
 
 // onAssigned pauses newly assigned partitions of sub-topologies with

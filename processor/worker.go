@@ -75,7 +75,6 @@ func newWorker(p *Processor, n int, meta *clusterMeta, db *state.DB) *worker {
 			db:               db,
 			stores:           map[storeKey]*storeKV{},
 			byTask:           map[topology.TaskID][]*storeKV{},
-			offsets:          map[storeKey]int64{},
 			unappliedOffsets: map[storeKey]int64{},
 			budget:           state.NewCacheBudget(p.cfg.storeCacheBytes / int64(p.cfg.workers)),
 			applyEvery:       p.cfg.storeApplyInterval,

@@ -31,6 +31,9 @@ type table struct {
 
 	// warmed keeps the loads of warm alive.
 	warmed uint8
+	// recent is the slot find or insert returned last, tried first: a
+	// read-modify-write finds its key once. It may be stale; holds checks.
+	recent int32
 }
 
 // slotKeyLen is the longest key a slot holds inline; inlineLen the
@@ -114,17 +117,30 @@ func (t *table) find(key []byte) int32 {
 	if t.live == 0 {
 		return -1
 	}
+	if i := t.recent; int(i) < len(t.slots) && t.holds(i, key) {
+		return i
+	}
 	k, kl, h := t.probeKey(key)
 	mask := uint64(len(t.slots) - 1)
 	for i := h & mask; ; i = (i + 1) & mask {
 		s := &t.slots[i]
 		if s.klen == kl && s.key == k && (kl != klenLong || bytes.Equal(t.ext[s.ext-1].key, key)) {
+			t.recent = int32(i)
 			return int32(i)
 		}
 		if s.klen == klenEmpty {
 			return -1
 		}
 	}
+}
+
+// holds reports whether slot i holds key.
+func (t *table) holds(i int32, key []byte) bool {
+	s := &t.slots[i]
+	if len(key) <= slotKeyLen {
+		return s.klen == uint8(len(key)+1) && bytes.Equal(s.key[:len(key)], key)
+	}
+	return s.klen == klenLong && bytes.Equal(t.ext[s.ext-1].key, key)
 }
 
 // insert adds key, which must not be in the table, and returns its slot.
@@ -154,6 +170,7 @@ func (t *table) insert(key []byte, remap func(old []int32)) int32 {
 		t.ext[s.ext-1].key = bytes.Clone(key)
 	}
 	t.live++
+	t.recent = int32(i)
 	return int32(i)
 }
 
