@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"math"
 	"slices"
@@ -170,5 +171,20 @@ func TestBrokerPIDs(t *testing.T) {
 	}
 	if _, err := parseSuiteFlags([]string{"--brokers=", "--broker-pids", "12"}); err == nil || !strings.Contains(err.Error(), "--broker-pids needs --brokers") {
 		t.Errorf("--broker-pids without --brokers: error = %v", err)
+	}
+}
+
+func TestKeyTable(t *testing.T) {
+	// 1,000,050 keys cross from 7-byte keys ("w999999") to 8-byte ones.
+	for _, keys := range []int{1, 26, 100_000, 1_000_050} {
+		kt := newKeyTable(keys)
+		for i := range uint64(20_000) {
+			if got, want := kt.key(i), keyOf(i, keys); !bytes.Equal(got, want) {
+				t.Fatalf("keys=%d: key(%d) = %q, keyOf gives %q", keys, i, got, want)
+			}
+		}
+		if got, want := kt.key(1<<40), keyOf(1<<40, keys); !bytes.Equal(got, want) {
+			t.Fatalf("keys=%d: key(1<<40) = %q, keyOf gives %q", keys, got, want)
+		}
 	}
 }

@@ -15,11 +15,43 @@ import (
 // keyOf returns the key of input record i: "w%06d" of a number spread
 // uniformly (a fixed 64-bit mix of i) over [0, keys).
 func keyOf(i uint64, keys int) []byte {
+	return fmt.Appendf(make([]byte, 0, 8), "w%06d", spread(i)%uint64(keys))
+}
+
+// spread is a fixed 64-bit mix of i.
+func spread(i uint64) uint64 {
 	x := i + 0x9e3779b97f4a7c15
 	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
 	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
-	x ^= x >> 31
-	return fmt.Appendf(make([]byte, 0, 8), "w%06d", x%uint64(keys))
+	return x ^ (x >> 31)
+}
+
+// keyTable holds every key keyOf gives for one key space, formatted once
+// into one array: the paced producer shares them between records instead
+// of formatting one per record, and they stay in the CPU's cache (100,000
+// keys take 700 KB).
+type keyTable struct {
+	buf  []byte
+	ends []uint32 // key j is buf[ends[j-1]:ends[j]] (from 0 for j = 0)
+}
+
+func newKeyTable(keys int) *keyTable {
+	t := &keyTable{ends: make([]uint32, keys)}
+	for j := range keys {
+		t.buf = fmt.Appendf(t.buf, "w%06d", j)
+		t.ends[j] = uint32(len(t.buf))
+	}
+	return t
+}
+
+// key is keyOf(i, keys); it must not be modified.
+func (t *keyTable) key(i uint64) []byte {
+	j := spread(i) % uint64(len(t.ends))
+	start := uint32(0)
+	if j > 0 {
+		start = t.ends[j-1]
+	}
+	return t.buf[start:t.ends[j]:t.ends[j]]
 }
 
 // valueSource hands out deterministic values of one size: value i is a
@@ -194,8 +226,21 @@ func pacedProduce(ctx context.Context, seeds []string, topic string, rate float6
 	}
 	defer cl.Close()
 	vals := newValueSource(valueBytes)
+	keyT := newKeyTable(keys)
 	var acked atomic.Int64
 	var failed atomic.Pointer[error]
+	promise := func(_ *kgo.Record, err error) {
+		if err != nil {
+			failed.CompareAndSwap(nil, &err)
+			return
+		}
+		acked.Add(1)
+	}
+	// Records are carved from arrays, keys shared and the promise made
+	// once: at 700,000 records/s a record, a formatted key and a closure
+	// each per record made this producer cost the host more CPU than the
+	// system it measured.
+	var slab []kgo.Record
 	start := time.Now()
 	tick := time.NewTicker(2 * time.Millisecond)
 	defer tick.Stop()
@@ -207,15 +252,14 @@ func pacedProduce(ctx context.Context, seeds []string, topic string, rate float6
 		}
 		want := int(rate * el.Seconds())
 		for ; sent < want; sent++ {
+			if len(slab) == 0 {
+				slab = make([]kgo.Record, 1024)
+			}
+			r := &slab[0]
+			slab = slab[1:]
 			i := uint64(first + sent)
-			r := &kgo.Record{Key: keyOf(i, keys), Value: vals.value(i), Timestamp: time.Now()}
-			cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
-				if err != nil {
-					failed.CompareAndSwap(nil, &err)
-					return
-				}
-				acked.Add(1)
-			})
+			r.Key, r.Value, r.Timestamp = keyT.key(i), vals.value(i), time.Now()
+			cl.Produce(ctx, r, promise)
 		}
 		select {
 		case <-ctx.Done():
