@@ -73,7 +73,15 @@ libs_dir() {
 
 # kafka_uuid prints a random Kafka UUID (16 bytes, URL-safe base64).
 kafka_uuid() {
-	head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '='
+	# URL-safe base64 of 16 random bytes, as Kafka's own ids. Like Kafka,
+	# draw again when it starts with '-': kafka-storage would take such an
+	# id for an option (one start in 64 failed that way).
+	local id
+	while :; do
+		id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+		[ "${id#-}" = "$id" ] && break
+	done
+	printf '%s\n' "$id"
 }
 
 port_free() {
