@@ -32,26 +32,22 @@ func spread(i uint64) uint64 {
 // keys take 700 KB).
 type keyTable struct {
 	buf  []byte
-	ends []uint32 // key j is buf[ends[j-1]:ends[j]] (from 0 for j = 0)
+	ends []uint32 // key j is buf[ends[j]:ends[j+1]]
 }
 
 func newKeyTable(keys int) *keyTable {
-	t := &keyTable{ends: make([]uint32, keys)}
+	t := &keyTable{ends: make([]uint32, 1, keys+1)}
 	for j := range keys {
 		t.buf = fmt.Appendf(t.buf, "w%06d", j)
-		t.ends[j] = uint32(len(t.buf))
+		t.ends = append(t.ends, uint32(len(t.buf)))
 	}
 	return t
 }
 
 // key is keyOf(i, keys); it must not be modified.
 func (t *keyTable) key(i uint64) []byte {
-	j := spread(i) % uint64(len(t.ends))
-	start := uint32(0)
-	if j > 0 {
-		start = t.ends[j-1]
-	}
-	return t.buf[start:t.ends[j]:t.ends[j]]
+	j := spread(i) % uint64(len(t.ends)-1)
+	return t.buf[t.ends[j]:t.ends[j+1]:t.ends[j+1]]
 }
 
 // valueSource hands out deterministic values of one size: value i is a

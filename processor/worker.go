@@ -189,8 +189,9 @@ func (w *worker) poll(ctx context.Context, deadline time.Time) kgo.Fetches {
 
 // processBatch runs the polled records through their tasks in order, a
 // partition at a time, prefetching their keys in the tasks' stores
-// prefetchAhead records ahead; then it runs the punctuators, logs their store writes (see storeKV), and hands what
-// they produced to the sender. It stops at the first error and returns it
+// prefetchAhead records ahead; then it runs the punctuators, logs their
+// store writes (see storeKV), and hands what they produced to the
+// sender. It stops at the first error and returns it
 // with the number of records it ran, the failed one included; what the
 // worker still holds is then not handed over (chunks handed over earlier
 // are already with the sender, and the caller aborts or stops).
@@ -430,13 +431,13 @@ func (w *worker) produce(r *kgo.Record) {
 // used when the topic's partition count is unknown.
 func (w *worker) partitionFor(r *kgo.Record, fallback int32) int32 {
 	pl := &w.place
-	if !pl.set || pl.topic != r.Topic {
+	if pl.tp == nil || pl.topic != r.Topic {
 		tp, ok := w.keyPart[r.Topic]
 		if !ok {
 			tp = kgo.StickyKeyPartitioner(nil).ForTopic(r.Topic)
 			w.keyPart[r.Topic] = tp
 		}
-		*pl = placement{set: true, topic: r.Topic, n: w.meta.partitions[r.Topic], tp: tp}
+		*pl = placement{topic: r.Topic, n: w.meta.partitions[r.Topic], tp: tp}
 	}
 	if pl.n <= 0 {
 		return fallback
@@ -449,9 +450,9 @@ func (w *worker) partitionFor(r *kgo.Record, fallback int32) int32 {
 }
 
 // placement is what partitionFor knows of the topic it placed a record in
-// last: a task's outputs most often all go to one topic.
+// last (none while tp is nil): a task's outputs most often all go to one
+// topic.
 type placement struct {
-	set   bool
 	topic string
 	n     int32 // partitions; 0 if unknown
 	tp    kgo.TopicPartitioner
