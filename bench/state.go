@@ -179,7 +179,7 @@ func stateCmd(ctx context.Context, args []string) error {
 	md := fmt.Sprintf("| keys | peak RSS (MiB) | changelog records | plain consume (rec/s) | restore (rec/s) | restore / consume (min–max) |\n"+
 		"|---:|---:|---:|---:|---:|---:|\n| %d | %.0f | %d | %.0f | %.0f | %.3f (%.3f–%.3f) |\n",
 		res.Keys, res.RSSMiB, res.Changelog, res.ConsumeRPS, res.RestoreRPS, res.RestoreRatio, slices.Min(ratio), slices.Max(ratio))
-	md += fmt.Sprintf("\nMedians of %d plain reads and restores, in alternation:\n\n| run | plain consume (rec/s) | restore (rec/s) | restore / consume |\n|---:|---:|---:|---:|\n", len(res.Runs))
+	md += fmt.Sprintf("\nThe rates and ratio above are medians of these %d pairs, each restore right after its plain read:\n\n| run | plain consume (rec/s) | restore (rec/s) | restore / consume |\n|---:|---:|---:|---:|\n", len(res.Runs))
 	for i, r := range res.Runs {
 		md += fmt.Sprintf("| %d | %.0f | %.0f | %.3f |\n", i+1, r.ConsumeRPS, r.RestoreRPS, r.RestoreRatio)
 	}
