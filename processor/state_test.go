@@ -135,7 +135,9 @@ func TestStatefulSums(t *testing.T) {
 }
 
 func testStatefulSums(t *testing.T, applyEvery time.Duration) {
-	const parts, keys, n = 2, 500, 10_000
+	// More partitions than a restore reads at once, so the full restore
+	// also starts partitions as others finish.
+	const parts, keys, n = 6, 500, 10_000
 	seeds := kafkatest.Brokers(t)
 	in := kafkatest.Topic(t, seeds, parts, nil)
 	out := kafkatest.Topic(t, seeds, parts, nil)

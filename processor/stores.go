@@ -392,6 +392,7 @@ func (w *worker) restorePending(ctx context.Context) error {
 		return nil
 	}
 	done := map[topology.TaskID]bool{}
+	var parts []storeKey
 	for t, ps := range pending {
 		sub := w.subFor[t]
 		for _, p := range ps {
@@ -404,60 +405,78 @@ func (w *worker) restorePending(ctx context.Context) error {
 				return err
 			}
 			for _, spec := range w.p.topo.SubTopologies()[sub].Stores {
-				if err := w.restoreStore(ctx, spec.Name, p); err != nil {
-					return err
-				}
+				parts = append(parts, storeKey{name: spec.Name, task: id})
 			}
 		}
+	}
+	if err := w.restoreStores(ctx, parts); err != nil {
+		return err
 	}
 	w.cl.ResumeFetchPartitions(pending)
 	return nil
 }
 
-// restoreStore replays store's changelog partition from the applied
-// checkpoint to the end.
-func (w *worker) restoreStore(ctx context.Context, store string, partition int32) error {
+// restoreStores replays the changelog partitions of the given
+// store-partitions from their applied checkpoints to the end, several at
+// once (see changelogReader.readAll).
+func (w *worker) restoreStores(ctx context.Context, parts []storeKey) error {
+	if len(parts) == 0 {
+		return nil
+	}
 	db := w.state.db
-	cp, ok, err := db.Checkpoint(store, partition)
-	if err != nil {
-		return fmt.Errorf("processor: checkpoint of store %q partition %d: %w", store, partition, err)
-	}
-	from := int64(0)
-	if ok {
-		from = cp + 1
-	}
 	if w.reader == nil {
+		var err error
 		if w.reader, err = newChangelogReader(&w.p.cfg); err != nil {
 			return err
 		}
 	}
-	topic := w.p.ChangelogTopic(store)
-	rs := db.Restorer(store, partition)
 	began := time.Now()
-	prog := RestoreProgress{Store: store, Partition: partition, From: from}
-	report := func(records, end int64) {
-		prog.Records, prog.To, prog.Elapsed = records, end, time.Since(began)
+	targets := make([]*restoreTarget, len(parts))
+	for i, k := range parts {
+		cp, ok, err := db.Checkpoint(k.name, k.task.Partition)
+		if err != nil {
+			return fmt.Errorf("processor: checkpoint of store %q partition %d: %w", k.name, k.task.Partition, err)
+		}
+		from := int64(0)
+		if ok {
+			from = cp + 1
+		}
+		targets[i] = &restoreTarget{store: k.name, topic: w.p.ChangelogTopic(k.name), partition: k.task.Partition,
+			from: from, restorer: db.Restorer(k.name, k.task.Partition)}
+	}
+	progress := func(t *restoreTarget, done bool) {
+		prog := RestoreProgress{Store: t.store, Partition: t.partition, From: t.from, To: t.end,
+			Records: t.records, Elapsed: time.Since(began), Done: done}
+		if done {
+			prog.To = max(t.end, t.last+1)
+			w.log.Info("store restored", "store", t.store, "partition", t.partition, "from", t.from,
+				"to", t.last+1, "records", t.records, "seconds", prog.Elapsed.Seconds(), "records_per_sec", int64(prog.Rate()))
+		}
 		if w.p.cfg.onRestore != nil {
 			w.p.cfg.onRestore(prog)
 		}
 	}
-	last, err := w.reader.read(ctx, topic, partition, from, func(r *kgo.Record) error {
-		if r.Value == nil {
-			return rs.Delete(r.Key)
+	// Each store-partition is applied, with its checkpoint, as soon as its
+	// read ends (its restore batch freed); one sync of Pebble's log then
+	// makes them all durable before any is reported done.
+	synced := true
+	err := w.reader.readAll(ctx, targets, func(t *restoreTarget) { progress(t, false) }, func(t *restoreTarget) error {
+		synced = false
+		if err := t.restorer.FlushUnsynced(t.last); err != nil {
+			return fmt.Errorf("processor: restore store %q partition %d: %w", t.store, t.partition, err)
 		}
-		return rs.Put(r.Key, r.Value)
-	}, report)
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	if last >= from {
-		if err := rs.Flush(last); err != nil {
-			return fmt.Errorf("processor: restore store %q partition %d: %w", store, partition, err)
+	if !synced {
+		if err := db.Sync(); err != nil {
+			return fmt.Errorf("processor: restore: sync state directory %q: %w", w.p.cfg.stateDir, err)
 		}
 	}
-	prog.Done = true
-	report(prog.Records, max(prog.To, last+1))
-	w.log.Info("store restored", "store", store, "partition", partition, "from", from,
-		"to", last+1, "records", prog.Records, "seconds", prog.Elapsed.Seconds(), "records_per_sec", int64(prog.Rate()))
+	for _, t := range targets {
+		progress(t, true)
+	}
 	return nil
 }

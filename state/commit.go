@@ -123,7 +123,7 @@ const defaultRestoreFlushBytes = 4 << 20
 // buffer writes in a Pebble batch; once the batch holds about 4 MiB the
 // Restorer applies it on its own, without a checkpoint, unsynced. Flush applies
 // what is buffered together with the checkpoint and syncs the write-ahead
-// log, so a restore that returned from Flush survives any crash, and the next
+// log (FlushUnsynced leaves the sync to a later [DB.Sync]), so a restore that returned from Flush survives any crash, and the next
 // start replays only what came after it. (Without the sync, a process killed
 // right after a restore could lose the checkpoint still buffered in Pebble's
 // log writer and restore in full again.) A crash during a restore loses at
@@ -198,10 +198,19 @@ func (r *Restorer) maybeFlush() error {
 }
 
 // Flush applies the buffered writes and records checkpoint as the changelog
-// offset the store-partition now reflects, in one unsynced batch. checkpoint
-// must not be negative. On error the buffered writes are dropped; restart the
-// restore from the last checkpoint.
-func (r *Restorer) Flush(checkpoint int64) error {
+// offset the store-partition now reflects, in one batch, and syncs Pebble's
+// log. checkpoint must not be negative. On error the buffered writes are
+// dropped; restart the restore from the last checkpoint.
+func (r *Restorer) Flush(checkpoint int64) error { return r.flush(checkpoint, pebble.Sync) }
+
+// FlushUnsynced is Flush without the sync: the writes and the checkpoint
+// are applied in one batch, but a crash may lose them (together, as Pebble
+// replays its log in order) until a later [DB.Sync] or synced write. A
+// runtime restoring several store-partitions calls it for each, then
+// DB.Sync once.
+func (r *Restorer) FlushUnsynced(checkpoint int64) error { return r.flush(checkpoint, pebble.NoSync) }
+
+func (r *Restorer) flush(checkpoint int64, opts *pebble.WriteOptions) error {
 	if checkpoint < 0 {
 		return fmt.Errorf("state: restore %s/%d: negative checkpoint %d", r.store, r.partition, checkpoint)
 	}
@@ -211,7 +220,7 @@ func (r *Restorer) Flush(checkpoint int64) error {
 	if err := setCheckpoint(r.batch, r.store, r.partition, checkpoint); err != nil {
 		return fmt.Errorf("state: restore %s/%d: checkpoint: %w", r.store, r.partition, err)
 	}
-	if err := r.apply(pebble.Sync); err != nil {
+	if err := r.apply(opts); err != nil {
 		return fmt.Errorf("state: restore %s/%d: flush: %w", r.store, r.partition, err)
 	}
 	return nil

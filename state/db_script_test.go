@@ -34,9 +34,11 @@ import (
 //	                                 the checkpoints, then Discard
 //	abort                            Discard every overlay
 //	checkpoint store=S part=P        db.Checkpoint
-//	restore store=S part=P K=V,K2=,... checkpoint=N [flushbytes=N] [noflush]
+//	restore store=S part=P K=V,K2=,... checkpoint=N [flushbytes=N] [noflush] [nosync]
 //	                                 Restorer Put (Delete for an empty value),
 //	                                 then Flush(N) unless noflush
+//	                                 (FlushUnsynced(N) with nosync)
+//	sync                             db.Sync
 //	drop store=S part=P              db.DropPartition
 func TestScripts(t *testing.T) {
 	files, err := filepath.Glob("testdata/db/*.txt")
@@ -152,6 +154,8 @@ func (h *harness) exec(c scriptCmd) (string, error) {
 		h.fs = clone
 		h.opts.FS = clone
 		return "", h.open()
+	case "sync":
+		return "", h.db.Sync()
 	case "wipe":
 		return "", state.WipeDir(h.fs, h.dir)
 	case "commit":
@@ -287,10 +291,10 @@ func (h *harness) restore(c scriptCmd, sp storePart) error {
 		}
 		state.SetRestoreFlushBytes(r, n)
 	}
-	noFlush := false
+	noFlush, noSync := false, false
 	for _, p := range c.posit {
-		if p == "noflush" {
-			noFlush = true
+		if p == "noflush" || p == "nosync" {
+			noFlush, noSync = noFlush || p == "noflush", noSync || p == "nosync"
 			continue
 		}
 		for _, kv := range strings.Split(p, ",") {
@@ -315,6 +319,9 @@ func (h *harness) restore(c scriptCmd, sp storePart) error {
 	off, err := strconv.ParseInt(c.args["checkpoint"], 10, 64)
 	if err != nil {
 		return fmt.Errorf("bad checkpoint=: %w", err)
+	}
+	if noSync {
+		return r.FlushUnsynced(off)
 	}
 	return r.Flush(off)
 }

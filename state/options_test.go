@@ -19,11 +19,13 @@ func TestOptionsValidate(t *testing.T) {
 		{name: "negative cache", opts: state.Options{CacheSize: -1}, want: []string{"CacheSize (-1) must not be negative"}},
 		{name: "small memtable", opts: state.Options{MemTableSize: 1024}, want: []string{"MemTableSize (1024) must be between"}},
 		{name: "huge memtable", opts: state.Options{MemTableSize: 4 << 30}, want: []string{"MemTableSize (4294967296) must be between"}},
+		{name: "one memtable", opts: state.Options{MemTableStopWrites: 1}, want: []string{"MemTableStopWrites (1) must be at least 2"}},
+		{name: "negative memtables", opts: state.Options{MemTableStopWrites: -3}, want: []string{"MemTableStopWrites (-3) must be at least 2"}},
 		{name: "bad sync", opts: state.Options{Sync: 7}, want: []string{"Sync (SyncPolicy(7)) must be SyncOnCommit or NoSync"}},
 		{
 			name: "every problem at once",
-			opts: state.Options{CacheSize: -5, MemTableSize: 1, Sync: -1},
-			want: []string{"CacheSize (-5)", "MemTableSize (1)", "Sync (SyncPolicy(-1))"},
+			opts: state.Options{CacheSize: -5, MemTableSize: 1, MemTableStopWrites: 1, Sync: -1},
+			want: []string{"CacheSize (-5)", "MemTableSize (1)", "MemTableStopWrites (1)", "Sync (SyncPolicy(-1))"},
 		},
 	}
 	for _, tt := range tests {
@@ -60,13 +62,13 @@ func TestOptionsValidate(t *testing.T) {
 func TestOptionsEnsureDefaults(t *testing.T) {
 	var o state.Options
 	o.EnsureDefaults()
-	if o.CacheSize != 64<<20 || o.MemTableSize != 16<<20 || o.Sync != state.SyncOnCommit || o.FS != vfs.Default || o.Logger == nil {
+	if o.CacheSize != 64<<20 || o.MemTableSize != 16<<20 || o.MemTableStopWrites != 4 || o.Sync != state.SyncOnCommit || o.FS != vfs.Default || o.Logger == nil {
 		t.Errorf("EnsureDefaults() = %+v", o)
 	}
 	// Non-zero values, even invalid ones, are kept for Validate to report.
-	o = state.Options{CacheSize: -1, MemTableSize: 1 << 20}
+	o = state.Options{CacheSize: -1, MemTableSize: 1 << 20, MemTableStopWrites: 1}
 	o.EnsureDefaults()
-	if o.CacheSize != -1 || o.MemTableSize != 1<<20 {
+	if o.CacheSize != -1 || o.MemTableSize != 1<<20 || o.MemTableStopWrites != 1 {
 		t.Errorf("EnsureDefaults() changed set fields: %+v", o)
 	}
 }

@@ -124,11 +124,12 @@ func OpenDB(dir string, appID string, opts *Options) (*DB, error) {
 	cache := pebble.NewCache(o.CacheSize)
 	defer cache.Unref()
 	popts := &pebble.Options{
-		Cache:        cache,
-		MemTableSize: o.MemTableSize,
-		FS:           o.FS,
-		Logger:       pebbleLogger{l: o.Logger},
-		Lock:         lock,
+		Cache:                       cache,
+		MemTableSize:                o.MemTableSize,
+		MemTableStopWritesThreshold: o.MemTableStopWrites,
+		FS:                          o.FS,
+		Logger:                      pebbleLogger{l: o.Logger},
+		Lock:                        lock,
 	}
 	pdb, err := pebble.Open(dir, popts)
 	if err != nil {
@@ -236,6 +237,19 @@ func (db *DB) acquire() error {
 	if db.closed {
 		db.mu.RUnlock()
 		return ErrClosed
+	}
+	return nil
+}
+
+// Sync makes every write applied so far durable: it syncs Pebble's
+// write-ahead log, which holds them in order.
+func (db *DB) Sync() error {
+	if err := db.acquire(); err != nil {
+		return err
+	}
+	defer db.mu.RUnlock()
+	if err := db.pdb.LogData(nil, pebble.Sync); err != nil {
+		return fmt.Errorf("state: sync %q: %w", db.dir, err)
 	}
 	return nil
 }
