@@ -2,12 +2,16 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
+	"hash/crc32"
 	"math"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 func TestPercentile(t *testing.T) {
@@ -185,6 +189,53 @@ func TestKeyTable(t *testing.T) {
 		}
 		if got, want := kt.key(1<<40), keyOf(1<<40, keys); !bytes.Equal(got, want) {
 			t.Fatalf("keys=%d: key(1<<40) = %q, keyOf gives %q", keys, got, want)
+		}
+	}
+}
+
+// TestBatchWriter decodes batches written by batchWriter with franz-go's
+// protocol package: header fields, checksum, and every record's key, value
+// and offset delta.
+func TestBatchWriter(t *testing.T) {
+	kt, vals := newKeyTable(1000), newValueSource(100)
+	var w batchWriter
+	for round, n := range []int{1, 3, 700} { // 700 records: offset deltas past one varint byte
+		w.reset()
+		for i := range n {
+			w.add(kt.key(uint64(i)), vals.value(uint64(i)))
+		}
+		ts := int64(1_700_000_000_000 + round)
+		raw := w.finish(ts)
+		var b kmsg.RecordBatch
+		if err := b.ReadFrom(raw); err != nil {
+			t.Fatalf("n=%d: ReadFrom: %v", n, err)
+		}
+		if int(b.Length) != len(raw)-12 || b.Magic != 2 || b.Attributes != 0 || b.LastOffsetDelta != int32(n-1) ||
+			b.FirstTimestamp != ts || b.MaxTimestamp != ts || b.ProducerID != -1 || b.ProducerEpoch != -1 ||
+			b.FirstSequence != -1 || b.NumRecords != int32(n) || b.PartitionLeaderEpoch != -1 {
+			t.Fatalf("n=%d: header %+v", n, b)
+		}
+		if got, want := uint32(b.CRC), crc32.Checksum(raw[21:], crc32.MakeTable(crc32.Castagnoli)); got != want {
+			t.Fatalf("n=%d: crc %08x, want %08x", n, got, want)
+		}
+		src := b.Records
+		for i := range n {
+			l, k := binary.Varint(src)
+			if k <= 0 || int(l)+k > len(src) {
+				t.Fatalf("n=%d: record %d: bad length prefix", n, i)
+			}
+			var r kmsg.Record
+			if err := r.ReadFrom(src[:k+int(l)]); err != nil {
+				t.Fatalf("n=%d: record %d: %v", n, i, err)
+			}
+			src = src[k+int(l):]
+			if r.OffsetDelta != int32(i) || r.TimestampDelta64 != 0 || len(r.Headers) != 0 ||
+				!bytes.Equal(r.Key, kt.key(uint64(i))) || !bytes.Equal(r.Value, vals.value(uint64(i))) {
+				t.Fatalf("n=%d: record %d = %+v", n, i, r)
+			}
+		}
+		if len(src) != 0 {
+			t.Fatalf("n=%d: %d bytes after the last record", n, len(src))
 		}
 	}
 }

@@ -45,10 +45,13 @@ func newKeyTable(keys int) *keyTable {
 }
 
 // key is keyOf(i, keys); it must not be modified.
-func (t *keyTable) key(i uint64) []byte {
-	j := spread(i) % uint64(len(t.ends)-1)
-	return t.buf[t.ends[j]:t.ends[j+1]:t.ends[j+1]]
-}
+func (t *keyTable) key(i uint64) []byte { return t.at(t.index(i)) }
+
+// index is the number of keyOf(i, keys) in the key space.
+func (t *keyTable) index(i uint64) int { return int(spread(i) % uint64(len(t.ends)-1)) }
+
+// at is key number j; it must not be modified.
+func (t *keyTable) at(j int) []byte { return t.buf[t.ends[j]:t.ends[j+1]:t.ends[j+1]] }
 
 // valueSource hands out deterministic values of one size: value i is a
 // window of a fixed pattern starting at i%26. Values share memory and must
@@ -204,70 +207,4 @@ func loadInputKeys(ctx context.Context, seeds []string, topic string, n, valueBy
 	}
 	progress(acked.Load())
 	return nil
-}
-
-// pacedProduce writes records to topic at rate records per second for dur,
-// each stamped with the time it was handed to the client, keys and values
-// as loadInput makes them from index first on. It returns how many records
-// were acknowledged.
-func pacedProduce(ctx context.Context, seeds []string, topic string, rate float64, dur time.Duration, first, keys, valueBytes int) (int, error) {
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(seeds...),
-		kgo.DefaultProduceTopic(topic),
-		kgo.ProducerBatchCompression(kgo.NoCompression()),
-		kgo.ProducerLinger(0),
-	)
-	if err != nil {
-		return 0, fmt.Errorf("paced producer: %w", err)
-	}
-	defer cl.Close()
-	vals := newValueSource(valueBytes)
-	keyT := newKeyTable(keys)
-	var acked atomic.Int64
-	var failed atomic.Pointer[error]
-	promise := func(_ *kgo.Record, err error) {
-		if err != nil {
-			failed.CompareAndSwap(nil, &err)
-			return
-		}
-		acked.Add(1)
-	}
-	// Records are carved from arrays, keys shared and the promise made
-	// once: at 700,000 records/s a record, a formatted key and a closure
-	// each per record made this producer cost the host more CPU than the
-	// system it measured.
-	var slab []kgo.Record
-	start := time.Now()
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	sent := 0
-	for {
-		el := time.Since(start)
-		if el >= dur {
-			break
-		}
-		want := int(rate * el.Seconds())
-		for ; sent < want; sent++ {
-			if len(slab) == 0 {
-				slab = make([]kgo.Record, 1024)
-			}
-			r := &slab[0]
-			slab = slab[1:]
-			i := uint64(first + sent)
-			r.Key, r.Value, r.Timestamp = keyT.key(i), vals.value(i), time.Now()
-			cl.Produce(ctx, r, promise)
-		}
-		select {
-		case <-ctx.Done():
-			return int(acked.Load()), fmt.Errorf("paced producer: %w", ctx.Err())
-		case <-tick.C:
-		}
-	}
-	if err := cl.Flush(ctx); err != nil {
-		return int(acked.Load()), fmt.Errorf("paced producer: flush: %w", err)
-	}
-	if p := failed.Load(); p != nil {
-		return int(acked.Load()), fmt.Errorf("paced producer: %w", *p)
-	}
-	return int(acked.Load()), nil
 }

@@ -227,7 +227,7 @@ cmd_up() {
 	pids=""
 	for ((i = 0; i < n; i++)); do
 		local id=$((i + 1))
-		setsid java "${jvm[@]}" -cp "$cp" kafka.Kafka "$dir/node-$id.properties" \
+		setsid java "${jvm[@]}" "-Xlog:gc:file=$dir/gc-$id.log:uptime,time" -cp "$cp" kafka.Kafka "$dir/node-$id.properties" \
 			>"$dir/node-$id.log" 2>&1 </dev/null &
 		pids+="${pids:+ }$!"
 	done
