@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -236,6 +237,23 @@ func TestBatchWriter(t *testing.T) {
 		}
 		if len(src) != 0 {
 			t.Fatalf("n=%d: %d bytes after the last record", n, len(src))
+		}
+	}
+}
+
+// TestPacedPartitions: the paced producer places keys as franz-go's default
+// partitioner (which loaded the input) does.
+func TestPacedPartitions(t *testing.T) {
+	kt := newKeyTable(100_000)
+	sticky := kgo.StickyKeyPartitioner(nil).ForTopic("t")
+	def, ok := kgo.UniformBytesPartitioner(64<<10, true, true, nil).ForTopic("t").(kgo.TopicBackupPartitioner)
+	if !ok {
+		t.Fatal("franz-go's default partitioner is no longer a TopicBackupPartitioner")
+	}
+	for j := range 100_000 {
+		r := &kgo.Record{Key: kt.at(j)}
+		if a, b := sticky.Partition(r, 4), def.PartitionByBackup(r, 4, nil); a != b {
+			t.Fatalf("key %q: partition %d, default partitioner %d", kt.at(j), a, b)
 		}
 	}
 }
