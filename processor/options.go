@@ -240,11 +240,12 @@ func StaticMembership(on bool) Opt { return optFunc(func(c *cfg) { c.staticMembe
 // the changelogs.
 func StateDir(dir string) Opt { return optFunc(func(c *cfg) { c.stateDir = dir }) }
 
-// StateOptions tunes the Pebble database (cache size, memtable size, sync
-// policy); see state.Options for the defaults. The processor's default
-// differs in one field: Sync is state.NoSync, because a store-partition's
-// data and checkpoint always land together and the changelog replays what a
-// machine crash loses. Kafka Streams does not fsync RocksDB either.
+// StateOptions tunes the Pebble database (cache size, memtable size and how
+// many may wait for flushes, sync policy); see state.Options for the
+// defaults. The processor's default differs in one field: Sync is
+// state.NoSync, because a store-partition's data and checkpoint always land
+// together and the changelog replays what a machine crash loses. Kafka
+// Streams does not fsync RocksDB either.
 func StateOptions(o state.Options) Opt { return optFunc(func(c *cfg) { c.stateOpts = o }) }
 
 // StoreCacheBytes bounds the memory the instance spends caching committed
