@@ -121,9 +121,10 @@ const defaultRestoreFlushBytes = 4 << 20
 
 // Restorer bulk-loads one store-partition from its changelog. Put and Delete
 // buffer writes in a Pebble batch; once the batch holds about 4 MiB the
-// Restorer applies it on its own, without a checkpoint, unsynced. Flush applies
-// what is buffered together with the checkpoint and syncs the write-ahead
-// log (FlushUnsynced leaves the sync to a later [DB.Sync]), so a restore that returned from Flush survives any crash, and the next
+// Restorer applies it on its own, without a checkpoint, unsynced. Flush
+// applies what is buffered together with the checkpoint and syncs the
+// write-ahead log (FlushUnsynced leaves the sync to a later [DB.Sync]), so
+// a restore that returned from Flush survives any crash, and the next
 // start replays only what came after it. (Without the sync, a process killed
 // right after a restore could lose the checkpoint still buffered in Pebble's
 // log writer and restore in full again.) A crash during a restore loses at

@@ -73,10 +73,12 @@ type Options struct {
 	// wait in memory for Pebble to flush it before writes wait: the
 	// memtable being filled, the ones being flushed, and restore batches
 	// (which Pebble flushes as memtables of their own). Zero means the
-	// default, 4 (Pebble's own default, 2, made restores wait for flushes
-	// every few batches: a full restore ran 20–30% slower); otherwise it must
-	// be at least 2. Memtables take their memory from the block cache's
-	// budget (CacheSize). (RocksDB: max_write_buffer_number.)
+	// default, 4; otherwise it must be at least 2. With Pebble's own
+	// default, 2, restores waited for flushes: in a benchmark restoring
+	// 1,000,000 keys over four partitions, applying the last batches took
+	// 90 ms instead of 30–50. Pebble reserves memtables' memory in the
+	// block cache (CacheSize), which shrinks while they wait. (RocksDB:
+	// max_write_buffer_number.)
 	MemTableStopWrites int
 	// Sync is the durability of commits. The default (the zero value) is
 	// SyncOnCommit.
