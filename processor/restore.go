@@ -23,7 +23,9 @@ type RestoreProgress struct {
 	From, To int64
 	// Records counts the changelog records applied so far.
 	Records int64
-	// Elapsed is the time since the restore began.
+	// Elapsed is the time since the restore began. A worker restores all
+	// its newly assigned store-partitions in one read, so this is the time
+	// since that read began, for each of them.
 	Elapsed time.Duration
 	// Done is true in the last report of a restore.
 	Done bool

@@ -293,8 +293,12 @@ func (h *harness) restore(c scriptCmd, sp storePart) error {
 	}
 	noFlush, noSync := false, false
 	for _, p := range c.posit {
-		if p == "noflush" || p == "nosync" {
-			noFlush, noSync = noFlush || p == "noflush", noSync || p == "nosync"
+		switch p {
+		case "noflush":
+			noFlush = true
+			continue
+		case "nosync":
+			noSync = true
 			continue
 		}
 		for _, kv := range strings.Split(p, ",") {
