@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -29,7 +30,10 @@ type stateResult struct {
 	ValueBytes     int     `json:"value_bytes"`
 	ProcessSeconds float64 `json:"process_seconds"`
 	RSSMiB         float64 `json:"rss_mb"`
-	Changelog      int64   `json:"changelog_records"`
+	// RestoreRSSMiB is the peak RSS of a fresh instance (its own process)
+	// once it restored every key from the changelog.
+	RestoreRSSMiB float64 `json:"restore_rss_mb"`
+	Changelog     int64   `json:"changelog_records"`
 	// The medians of Runs.
 	ConsumeRPS   float64 `json:"consume_records_per_sec"`
 	RestoreRPS   float64 `json:"restore_records_per_sec"`
@@ -163,6 +167,14 @@ func stateCmd(ctx context.Context, args []string) error {
 		logf("run %d/%d: plain consume of %d changelog records %.2fs (%.0f/s), restore %.2fs (%.0f/s): %.2f of the plain consume",
 			i+1, *restores, n, run.ConsumeSeconds, run.ConsumeRPS, run.RestoreSeconds, run.RestoreRPS, run.RestoreRatio)
 	}
+	// 4. One more full restore, in a child process: its peak RSS once every
+	// key is restored.
+	res.RestoreRSSMiB, err = measureRestoreRSS(ctx, exe, filepath.Join(*out, "state-restore-processor.log"), *brokers, in, outTopic, app)
+	if err != nil {
+		return err
+	}
+	logf("a fresh instance restoring every key in its own process peaked at %.0f MiB RSS", res.RestoreRSSMiB)
+
 	var consume, restore, ratio []float64
 	for _, r := range res.Runs {
 		consume, restore, ratio = append(consume, r.ConsumeRPS), append(restore, r.RestoreRPS), append(ratio, r.RestoreRatio)
@@ -176,9 +188,9 @@ func stateCmd(ctx context.Context, args []string) error {
 	if err := os.WriteFile(filepath.Join(*out, "state.json"), append(js, '\n'), 0o644); err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
-	md := fmt.Sprintf("| keys | peak RSS (MiB) | changelog records | plain consume (rec/s) | restore (rec/s) | restore / consume (min–max) |\n"+
-		"|---:|---:|---:|---:|---:|---:|\n| %d | %.0f | %d | %.0f | %.0f | %.3f (%.3f–%.3f) |\n",
-		res.Keys, res.RSSMiB, res.Changelog, res.ConsumeRPS, res.RestoreRPS, res.RestoreRatio, slices.Min(ratio), slices.Max(ratio))
+	md := fmt.Sprintf("| keys | peak RSS (MiB) | peak RSS restoring (MiB) | changelog records | plain consume (rec/s) | restore (rec/s) | restore / consume (min–max) |\n"+
+		"|---:|---:|---:|---:|---:|---:|---:|\n| %d | %.0f | %.0f | %d | %.0f | %.0f | %.3f (%.3f–%.3f) |\n",
+		res.Keys, res.RSSMiB, res.RestoreRSSMiB, res.Changelog, res.ConsumeRPS, res.RestoreRPS, res.RestoreRatio, slices.Min(ratio), slices.Max(ratio))
 	md += fmt.Sprintf("\nThe rates and ratio above are medians of these %d pairs, each restore right after its plain read:\n\n| run | plain consume (rec/s) | restore (rec/s) | restore / consume |\n|---:|---:|---:|---:|\n", len(res.Runs))
 	for i, r := range res.Runs {
 		md += fmt.Sprintf("| %d | %.0f | %.0f | %.3f |\n", i+1, r.ConsumeRPS, r.RestoreRPS, r.RestoreRatio)
@@ -314,4 +326,51 @@ func measureRestore(ctx context.Context, res *restoreRun, brokers, in, out, app 
 		res.RestoreRatio = res.RestoreRPS / res.ConsumeRPS
 	}
 	return nil
+}
+
+// measureRestoreRSS starts the application as a child process with an empty
+// state directory and returns its peak RSS once its log reports all four
+// store-partitions restored.
+func measureRestoreRSS(ctx context.Context, exe, logPath, brokers, in, out, app string) (float64, error) {
+	dir, err := os.MkdirTemp("", "onceflow-bench-restore-rss-")
+	if err != nil {
+		return 0, fmt.Errorf("restore RSS: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	ch, err := startChild("restoring processor", logPath, []string{exe, "processor",
+		"--workload", wlWordcount, "--guarantee", gExactlyOnce, "--commit-interval", "100ms",
+		"--brokers", brokers, "--input", in, "--output", out, "--app-id", app,
+		"--instance-id", "bench-0", "--state-dir", dir, "--log-level", "info"})
+	if err != nil {
+		return 0, err
+	}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	timeout := time.After(5 * time.Minute)
+	for {
+		b, err := os.ReadFile(logPath)
+		if err != nil {
+			ch.kill()
+			return 0, fmt.Errorf("restore RSS: %w", err)
+		}
+		if bytes.Count(b, []byte(`msg="store restored"`)) >= 4 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			ch.kill()
+			return 0, fmt.Errorf("restore RSS: %w", ctx.Err())
+		case <-ch.exited:
+			return 0, fmt.Errorf("restore RSS: the processor exited before restoring (see %s): %w", logPath, ch.exitErr)
+		case <-timeout:
+			ch.kill()
+			return 0, fmt.Errorf("restore RSS: not restored within 5 minutes (see %s)", logPath)
+		case <-tick.C:
+		}
+	}
+	u, err := ch.stop(60 * time.Second)
+	if err != nil {
+		return 0, fmt.Errorf("restore RSS: %w", err)
+	}
+	return u.rssMiB, nil
 }
