@@ -186,6 +186,8 @@ func pacedProduce(ctx context.Context, seeds []string, topic string, rate float6
 	tick := time.NewTicker(2 * time.Millisecond)
 	defer tick.Stop()
 	sent := 0
+	var stop error // why the loop ended early
+loop:
 	for failed.Load() == nil {
 		el := time.Since(start)
 		if el >= dur {
@@ -200,8 +202,8 @@ func pacedProduce(ctx context.Context, seeds []string, topic string, rate float6
 			select {
 			case ws = <-free:
 			case <-ctx.Done():
-				wg.Wait()
-				return int(acked.Load()), fmt.Errorf("paced producer: %w", ctx.Err())
+				stop = ctx.Err()
+				break loop
 			}
 			for _, w := range ws {
 				w.reset()
@@ -219,14 +221,17 @@ func pacedProduce(ctx context.Context, seeds []string, topic string, rate float6
 		}
 		select {
 		case <-ctx.Done():
-			wg.Wait()
-			return int(acked.Load()), fmt.Errorf("paced producer: %w", ctx.Err())
+			stop = ctx.Err()
+			break loop
 		case <-tick.C:
 		}
 	}
 	wg.Wait()
-	if p := failed.Load(); p != nil {
-		return int(acked.Load()), fmt.Errorf("paced producer: %w", *p)
+	if p := failed.Load(); stop == nil && p != nil {
+		stop = *p
+	}
+	if stop != nil {
+		return int(acked.Load()), fmt.Errorf("paced producer: %w", stop)
 	}
 	return int(acked.Load()), nil
 }

@@ -184,12 +184,12 @@ func TestKeyTable(t *testing.T) {
 	for _, keys := range []int{1, 26, 100_000, 1_000_050} {
 		kt := newKeyTable(keys)
 		for i := range uint64(20_000) {
-			if got, want := kt.key(i), keyOf(i, keys); !bytes.Equal(got, want) {
-				t.Fatalf("keys=%d: key(%d) = %q, keyOf gives %q", keys, i, got, want)
+			if got, want := kt.at(kt.index(i)), keyOf(i, keys); !bytes.Equal(got, want) {
+				t.Fatalf("keys=%d: at(index(%d)) = %q, keyOf gives %q", keys, i, got, want)
 			}
 		}
-		if got, want := kt.key(1<<40), keyOf(1<<40, keys); !bytes.Equal(got, want) {
-			t.Fatalf("keys=%d: key(1<<40) = %q, keyOf gives %q", keys, got, want)
+		if got, want := kt.at(kt.index(1<<40)), keyOf(1<<40, keys); !bytes.Equal(got, want) {
+			t.Fatalf("keys=%d: at(index(1<<40)) = %q, keyOf gives %q", keys, got, want)
 		}
 	}
 }
@@ -203,7 +203,7 @@ func TestBatchWriter(t *testing.T) {
 	for round, n := range []int{1, 3, 700} { // 700 records: offset deltas past one varint byte
 		w.reset()
 		for i := range n {
-			w.add(kt.key(uint64(i)), vals.value(uint64(i)))
+			w.add(kt.at(kt.index(uint64(i))), vals.value(uint64(i)))
 		}
 		ts := int64(1_700_000_000_000 + round)
 		raw := w.finish(ts)
@@ -231,7 +231,7 @@ func TestBatchWriter(t *testing.T) {
 			}
 			src = src[k+int(l):]
 			if r.OffsetDelta != int32(i) || r.TimestampDelta64 != 0 || len(r.Headers) != 0 ||
-				!bytes.Equal(r.Key, kt.key(uint64(i))) || !bytes.Equal(r.Value, vals.value(uint64(i))) {
+				!bytes.Equal(r.Key, kt.at(kt.index(uint64(i)))) || !bytes.Equal(r.Value, vals.value(uint64(i))) {
 				t.Fatalf("n=%d: record %d = %+v", n, i, r)
 			}
 		}

@@ -44,10 +44,8 @@ func newKeyTable(keys int) *keyTable {
 	return t
 }
 
-// key is keyOf(i, keys); it must not be modified.
-func (t *keyTable) key(i uint64) []byte { return t.at(t.index(i)) }
-
-// index is the number of keyOf(i, keys) in the key space.
+// index is the number of keyOf(i, keys) in the key space: keyOf(i, keys)
+// is at(index(i)).
 func (t *keyTable) index(i uint64) int { return int(spread(i) % uint64(len(t.ends)-1)) }
 
 // at is key number j; it must not be modified.

@@ -187,9 +187,10 @@ func (s settledKV) PrefixScan(prefix []byte) (state.Iterator, error) {
 // to be written underneath (a restore). On error the views are dropped all
 // the same: the changelog still holds what did not reach Pebble.
 func (w *worker) forgetStores(id topology.TaskID) error {
+	views := w.state.byTask[id]
 	var err error
-	for k, s := range w.state.stores {
-		if k.task == id && s.Unapplied() > 0 {
+	for _, s := range views {
+		if s.Unapplied() > 0 {
 			err = w.applyStores()
 			break
 		}
@@ -197,14 +198,12 @@ func (w *worker) forgetStores(id topology.TaskID) error {
 	if serr := w.state.settle(); err == nil {
 		err = serr
 	}
-	for k, s := range w.state.stores {
-		if k.task == id {
-			s.ResetCache()
-			delete(w.state.stores, k)
-			delete(w.state.byTask, id)
-			delete(w.state.unappliedOffsets, k)
-		}
+	for _, s := range views {
+		s.ResetCache()
+		delete(w.state.stores, s.key)
+		delete(w.state.unappliedOffsets, s.key)
 	}
+	delete(w.state.byTask, id)
 	return err
 }
 
