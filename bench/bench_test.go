@@ -99,6 +99,29 @@ func TestLatencyFlags(t *testing.T) {
 	}
 }
 
+func TestThreadsFlag(t *testing.T) {
+	cfg, err := parseSuiteFlags([]string{"--brokers", "b:9092"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.threads != 1 {
+		t.Errorf("default --threads %d, want 1", cfg.threads)
+	}
+	if cfg, err = parseSuiteFlags([]string{"--brokers", "b:9092", "--threads", "2"}); err != nil || cfg.threads != 2 {
+		t.Fatalf("--threads 2: %v, %+v", err, cfg)
+	}
+	argv := kstreamsArgv("ks.jar", "b:9092", runConfig{System: sysKStreams, Workload: wlCopy, Guarantee: gExactlyOnce, IntervalMS: 100, ValueBytes: 100}, "in", "out", "app", "/s", cfg.threads)
+	if got := strings.Join(argv, " "); !strings.Contains(got, "--threads 2") {
+		t.Errorf("Kafka Streams argv %q lacks --threads 2", got)
+	}
+	for _, bad := range []string{"0", "65"} {
+		_, err := parseSuiteFlags([]string{"--brokers", "b:9092", "--threads", bad})
+		if err == nil || !strings.Contains(err.Error(), "--threads") {
+			t.Errorf("--threads %s: error %v, want one naming --threads", bad, err)
+		}
+	}
+}
+
 func fixedResults() []Result {
 	nan := num(math.NaN())
 	mk := func(sys, wl, g string, ms int64, rps, p99 float64) Result {

@@ -47,6 +47,7 @@ type suiteConfig struct {
 	repeat      int
 	partitions  int
 	keys        int
+	threads     int // processing threads per system instance
 	latencyFrac float64
 	latencyRate float64 // records/s for every configuration; 0: latencyFrac of each one's throughput
 	latencyDur  time.Duration
@@ -81,6 +82,7 @@ with scripts/kafka-local.sh and stops it at the end.
 	fs.IntVar(&c.repeat, "repeat", 0, "repeats per configuration; the median is reported (default 3; --quick 1)")
 	fs.IntVar(&c.partitions, "partitions", 4, "partitions of the input and output topics")
 	fs.IntVar(&c.keys, "keys", 100_000, "distinct input keys (w000000, w000001, ...)")
+	fs.IntVar(&c.threads, "threads", 1, "processing threads per instance: onceflow's Workers, Kafka Streams' num.stream.threads (the raw pipe has one consumer and one producer)")
 	fs.Float64Var(&c.latencyFrac, "latency-fraction", 0.5, "latency phase rate as a fraction of the measured maximum throughput")
 	fs.Float64Var(&c.latencyRate, "latency-rate", 0, "latency phase rate in records/s for every configuration, so systems are compared at equal load (default 0: use --latency-fraction)")
 	fs.StringVar(&brokerPIDs, "broker-pids", "", "comma-separated process ids of the --brokers broker, to record its CPU seconds per configuration (default: those of the broker the suite starts; none for --brokers)")
@@ -155,6 +157,9 @@ with scripts/kafka-local.sh and stops it at the end.
 	}
 	if c.keys < 1 || c.keys > 1_000_000 {
 		errs = append(errs, fmt.Errorf("--keys must be 1 to 1,000,000 (keys are w%%06d), got %d", c.keys))
+	}
+	if c.threads < 1 || c.threads > 64 {
+		errs = append(errs, fmt.Errorf("--threads must be 1 to 64, got %d", c.threads))
 	}
 	if c.latencyRate < 0 {
 		errs = append(errs, fmt.Errorf("--latency-rate must not be negative, got %v", c.latencyRate))

@@ -55,7 +55,7 @@ func kstreamsGuarantee(g string) (string, bool) {
 }
 
 // kstreamsArgv is the command line of one Kafka Streams instance.
-func kstreamsArgv(jar, brokers string, rc runConfig, in, out, app, stateDir string) []string {
+func kstreamsArgv(jar, brokers string, rc runConfig, in, out, app, stateDir string, threads int) []string {
 	g, _ := kstreamsGuarantee(rc.Guarantee)
 	return []string{
 		"java", "-jar", jar,
@@ -67,5 +67,6 @@ func kstreamsArgv(jar, brokers string, rc runConfig, in, out, app, stateDir stri
 		"--guarantee", g,
 		"--commit-interval-ms", strconv.FormatInt(rc.IntervalMS, 10),
 		"--state-dir", stateDir,
+		"--threads", strconv.Itoa(threads),
 	}
 }

@@ -21,8 +21,8 @@ import (
 func processorCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bench processor", flag.ContinueOnError)
 	var (
-		workload, guarantee, brokers, input, output, appID, instanceID, stateDir, cpuprofile string
-		interval                                                                             time.Duration
+		workload, guarantee, brokers, input, output, appID, instanceID, stateDir, cpuprofile, memprofile string
+		interval                                                                                         time.Duration
 	)
 	fs.StringVar(&workload, "workload", wlCopy, "copy or wordcount")
 	fs.StringVar(&guarantee, "guarantee", gExactlyOnce, "exactly-once, at-least-once or at-most-once")
@@ -34,6 +34,8 @@ func processorCmd(ctx context.Context, args []string) error {
 	fs.StringVar(&instanceID, "instance-id", "bench-0", "instance id")
 	fs.StringVar(&stateDir, "state-dir", "", "state directory (default: the processor's)")
 	fs.StringVar(&cpuprofile, "cpuprofile", "", "") // hidden: write a CPU profile of the whole run
+	fs.StringVar(&memprofile, "memprofile", "", "") // hidden: write an allocation profile at exit
+	workers := fs.Int("workers", 1, "processing threads (processor.Workers)")
 	var logLevel slog.Level = slog.LevelWarn
 	fs.TextVar(&logLevel, "log-level", slog.LevelWarn, "") // hidden: the processor's log level
 	fs.Usage = func() {
@@ -64,6 +66,7 @@ func processorCmd(ctx context.Context, args []string) error {
 		processor.InstanceID(instanceID),
 		processor.WithGuarantee(g),
 		processor.CommitInterval(interval),
+		processor.Workers(*workers),
 		processor.Logger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}))),
 	}
 	if stateDir != "" {
@@ -90,6 +93,11 @@ func processorCmd(ctx context.Context, args []string) error {
 	fmt.Println("READY")
 	start := time.Now()
 	err = p.Run(ctx)
+	if memprofile != "" {
+		if perr := writeAllocProfile(memprofile); perr != nil {
+			err = errors.Join(err, perr)
+		}
+	}
 	st := p.Stats()
 	wall := time.Since(start)
 	fmt.Fprintf(os.Stderr, "processor: stopped after %s: processed=%d commits=%d aborts=%d commit_time=%s (%.0f%% of wall time, %.1f ms per commit) poll_time=%s (%.0f%%) err=%v\n",
@@ -145,4 +153,21 @@ func benchTopology(workload, input, output string) (*topology.Topology, error) {
 		return nil, fmt.Errorf("processor: build topology: %w", err)
 	}
 	return topo, nil
+}
+
+// writeAllocProfile writes the allocations sampled since the process
+// started (pprof's allocs profile: go tool pprof -sample_index=alloc_space).
+func writeAllocProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("processor: allocation profile: %w", err)
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return fmt.Errorf("processor: allocation profile: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("processor: allocation profile: %w", err)
+	}
+	return nil
 }

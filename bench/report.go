@@ -65,6 +65,9 @@ type Result struct {
 	// phase; null when the broker's processes are unknown.
 	BrokerCPUS  num `json:"broker_cpu_s"`
 	HarnessCPUS num `json:"harness_cpu_s"`
+	// Threads is the instance's processing threads (--threads); the raw
+	// pipe always has one consumer and one producer.
+	Threads int `json:"threads"`
 }
 
 func (r Result) config() runConfig {
@@ -116,6 +119,7 @@ type reportMeta struct {
 	Brokers     string
 	Partitions  int
 	Keys        int
+	Threads     int
 	Repeats     int
 	LatencyPct  float64
 	LatencyRate float64 // records/s for all; 0: LatencyPct of each
@@ -180,6 +184,7 @@ func renderMarkdown(meta reportMeta, results []Result) string {
 	}
 	w("- run: %s, %s\n", meta.Date, kind)
 	w("- broker: %s; %d partitions per topic; %d distinct keys\n", meta.Brokers, meta.Partitions, meta.Keys)
+	w("- processing threads per instance: %d (onceflow `Workers`, Kafka Streams `num.stream.threads`; the raw pipe has one consumer and one producer)\n", max(meta.Threads, 1))
 	w("- host: %s/%s, %d CPUs (the systems, the broker and the measuring process share them)\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU())
 	w("- each figure is the median of %d repeat(s); records/s shows min–max\n", meta.Repeats)
 	if meta.LatencyRate > 0 {

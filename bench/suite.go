@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -199,6 +200,7 @@ func (s *suite) meta() reportMeta {
 		Brokers:     s.brokers,
 		Partitions:  s.cfg.partitions,
 		Keys:        s.cfg.keys,
+		Threads:     s.cfg.threads,
 		Repeats:     s.cfg.repeat,
 		LatencyPct:  s.cfg.latencyFrac * 100,
 		LatencyRate: s.cfg.latencyRate,
@@ -254,7 +256,13 @@ func (s *suite) runRounds(ctx context.Context, configs []runConfig) error {
 		s.results = s.results[:0]
 		for i, rc := range configs {
 			if len(samples[i]) > 0 {
-				s.results = append(s.results, summarize(rc, ns[i], samples[i]))
+				r := summarize(rc, ns[i], samples[i])
+				if rc.System != sysRawpipe {
+					r.Threads = s.cfg.threads
+				} else {
+					r.Threads = 1
+				}
+				s.results = append(s.results, r)
 			}
 		}
 		if err := writeReports(s.cfg.out, s.meta(), s.results); err != nil {
@@ -341,11 +349,14 @@ func (s *suite) runOnce(ctx context.Context, rc runConfig, n int, tag string) (s
 		argv = []string{s.binary, "processor", "--workload", rc.Workload, "--guarantee", rc.Guarantee,
 			"--commit-interval", (time.Duration(rc.IntervalMS) * time.Millisecond).String(),
 			"--brokers", s.brokers, "--input", in, "--output", out, "--app-id", app,
-			"--instance-id", "bench-0", "--state-dir", stateDir}
+			"--instance-id", "bench-0", "--state-dir", stateDir, "--workers", strconv.Itoa(s.cfg.threads)}
 		// Debugging aids, off by default: a CPU profile of the processor
-		// and its log level (debug, info, warn).
+		// and its log level (debug, info, warn), and an allocation profile.
 		if os.Getenv("BENCH_CPUPROFILE") != "" {
 			argv = append(argv, "--cpuprofile", filepath.Join(s.logDir, base+".cpu.pprof"))
+		}
+		if os.Getenv("BENCH_MEMPROFILE") != "" {
+			argv = append(argv, "--memprofile", filepath.Join(s.logDir, base+".allocs.pprof"))
 		}
 		if lvl := os.Getenv("BENCH_PROCESSOR_LOG"); lvl != "" {
 			argv = append(argv, "--log-level", lvl)
@@ -353,7 +364,7 @@ func (s *suite) runOnce(ctx context.Context, rc runConfig, n int, tag string) (s
 	case sysRawpipe:
 		argv = []string{s.binary, "rawpipe", "--brokers", s.brokers, "--input", in, "--output", out}
 	case sysKStreams:
-		argv = kstreamsArgv(s.jar, s.brokers, rc, in, out, app, stateDir)
+		argv = kstreamsArgv(s.jar, s.brokers, rc, in, out, app, stateDir, s.cfg.threads)
 	}
 	// The throughput phase's CPU time of the broker and of this process
 	// counts from the child's start.
