@@ -39,7 +39,7 @@ func processorCmd(ctx context.Context, args []string) error {
 	var logLevel slog.Level = slog.LevelWarn
 	fs.TextVar(&logLevel, "log-level", slog.LevelWarn, "") // hidden: the processor's log level
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: go run ./bench processor --workload W --guarantee G --commit-interval D --brokers B --input T --output T --app-id A [--instance-id I] [--state-dir S]")
+		fmt.Fprintln(fs.Output(), "usage: go run ./bench processor --workload W --guarantee G --commit-interval D --brokers B --input T --output T --app-id A [--instance-id I] [--state-dir S] [--workers N]")
 		fs.VisitAll(func(f *flag.Flag) {
 			if f.Usage != "" {
 				fmt.Fprintf(fs.Output(), "  --%s\t%s\n", f.Name, f.Usage)
@@ -93,13 +93,13 @@ func processorCmd(ctx context.Context, args []string) error {
 	fmt.Println("READY")
 	start := time.Now()
 	err = p.Run(ctx)
+	st := p.Stats()
+	wall := time.Since(start)
 	if memprofile != "" {
 		if perr := writeAllocProfile(memprofile); perr != nil {
 			err = errors.Join(err, perr)
 		}
 	}
-	st := p.Stats()
-	wall := time.Since(start)
 	fmt.Fprintf(os.Stderr, "processor: stopped after %s: processed=%d commits=%d aborts=%d commit_time=%s (%.0f%% of wall time, %.1f ms per commit) poll_time=%s (%.0f%%) err=%v\n",
 		wall.Round(time.Millisecond), st.Processed, st.Commits, st.Aborts, st.CommitTime.Round(time.Millisecond),
 		100*st.CommitTime.Seconds()/wall.Seconds(), float64(st.CommitTime.Milliseconds())/float64(max(st.Commits, 1)),

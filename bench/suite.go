@@ -257,9 +257,8 @@ func (s *suite) runRounds(ctx context.Context, configs []runConfig) error {
 		for i, rc := range configs {
 			if len(samples[i]) > 0 {
 				r := summarize(rc, ns[i], samples[i])
-				if rc.System != sysRawpipe {
-					r.Threads = s.cfg.threads
-				} else {
+				r.Threads = s.cfg.threads
+				if rc.System == sysRawpipe {
 					r.Threads = 1
 				}
 				s.results = append(s.results, r)
