@@ -33,9 +33,12 @@ type BatchApplier interface {
 // hiding it. The base is not modified until [Overlay.Commit];
 // [Overlay.Discard] drops the pending writes and leaves the base untouched.
 //
-// Pending writes are kept in a list, and every key the overlay knows (with
-// its unapplied or cached value, if any) in a hash table of its own (see
-// table). Iteration (Range, PrefixScan, Writes, Commit) needs them sorted:
+// Every key the overlay knows is in a hash table of its own (see table),
+// with its current value: the pending one if the key was written in the
+// open transaction, else its unapplied or cached committed value, so a
+// read touches one slot either way. The pending writes are also listed,
+// in first-write order, each with what it replaced (for Discard);
+// committing does not visit their keys again. Iteration (Range, PrefixScan, Writes, Commit) needs them sorted:
 // the sorted list (with the unapplied values, for scans) is built on demand
 // with [SortWrites] and reused until the next write or commit, so a task
 // that alternates writes and scans pays for a sort per scan.
@@ -66,7 +69,9 @@ type Overlay struct {
 	base      KV
 	keys      table          // every key the overlay knows: pending, unapplied or cached
 	dirty     []pendingWrite // the pending writes, one per key, in first-write order
-	unlogged  []int32        // indices in dirty of writes not handed out by TakeUnlogged yet
+	undo      []byte         // the inline values pending writes replaced (see pendingWrite)
+	gen       uint32         // the transaction number: a slot's pend counts only if its pgen is gen
+	unlogged  []int32        // slots whose pending value TakeUnlogged has not handed out yet
 	unapplied []int32        // slots with an unapplied committed value, in commit order
 	sorted    []Write        // pending in key order; nil when stale. Never modified in place.
 	merged    []Write        // pending and unapplied in key order (see view); nil when stale
@@ -74,18 +79,20 @@ type Overlay struct {
 	evictAt   int            // the slot where the next eviction scan starts
 }
 
-// pendingWrite is a key's pending write. Its key and value are copies of
-// their own, never modified in place, so the slices handed out by Writes
-// and TakeUnlogged stay valid.
+// pendingWrite is a key's pending write. The pending value itself is in
+// the key's slot, where reads find it (one cache line); the entry keeps
+// what the slot held before the transaction's first write of the key, so
+// that Discard can put it back: the cached state, whether it was
+// unapplied, and the value (inline ones copied into the overlay's undo
+// bytes, values in ext shared, since those are never modified in place).
 type pendingWrite struct {
-	slot   int32 // the key's slot in keys
-	del    bool
-	logged bool // TakeUnlogged handed out this value
-	key    []byte
-	value  []byte // nil for a delete
+	slot      int32
+	prevState uint8 // cachedState before the first write
+	prevUnapp bool  // the slot was unapplied before the first write
+	prevOff   int32 // the previous inline value is undo[prevOff:prevOff+prevLen]
+	prevLen   int32
+	prevExt   []byte // the previous value when it was in ext (then prevLen is -1)
 }
-
-func (w *pendingWrite) asWrite() Write { return Write{Key: w.key, Value: w.value, Delete: w.del} }
 
 const (
 	// cachedState
@@ -105,39 +112,75 @@ func (o *Overlay) size(i int32) int64 {
 
 // appendCommitted appends to ws the writes that take the base to the
 // committed values of the slots is for which keep is true (every slot if
-// keep is nil). Keys and inline values are copied, all into one new
-// buffer, since they live in the slots; values in ext are shared.
+// keep is nil): a slot's own value, or for a key with a pending write the
+// value that write replaced. Keys and inline values are copied, all into
+// one new buffer, since they live in the slots; values in ext are shared.
 func (o *Overlay) appendCommitted(ws []Write, is []int32, keep func(int32) bool) []Write {
-	t := &o.keys
-	n := 0
-	for _, i := range is {
-		if keep == nil || keep(i) {
-			n += t.keyLen(i) + len(t.value(i))
-		}
-	}
-	buf := make([]byte, 0, n)
+	var buf []byte
 	for _, i := range is {
 		if keep != nil && !keep(i) {
 			continue
 		}
-		start := len(buf)
-		buf = t.appendKey(buf, i)
-		w := Write{Key: buf[start:len(buf):len(buf)]}
-		s := &t.slots[i]
-		switch v := t.value(i); {
-		case s.cachedState == valueAbsent:
-			w.Delete = true
-		case s.flags&slotExtValue != 0:
-			w.Value = v
-		default:
-			start = len(buf)
-			buf = append(buf, v...)
-			w.Value = buf[start:len(buf):len(buf)]
+		if w := o.pendingOf(i); w != nil {
+			ws, buf = o.appendPrev(ws, buf, i, w)
+			continue
 		}
-		ws = append(ws, w)
+		ws, buf = o.appendCurrent(ws, buf, i)
 	}
 	return ws
 }
+
+// appendCurrent appends to ws the write that sets slot i's key to the
+// slot's value (a delete if it is absent), copying the key and an inline
+// value to buf.
+func (o *Overlay) appendCurrent(ws []Write, buf []byte, i int32) ([]Write, []byte) {
+	t := &o.keys
+	start := len(buf)
+	buf = t.appendKey(buf, i)
+	w := Write{Key: buf[start:len(buf):len(buf)]}
+	s := &t.slots[i]
+	switch {
+	case s.cachedState != valuePresent:
+		w.Delete = true
+	case s.flags&slotExtValue != 0:
+		w.Value = t.value(i)
+	default:
+		start = len(buf)
+		buf = append(buf, t.value(i)...)
+		w.Value = buf[start:len(buf):len(buf)]
+	}
+	return append(ws, w), buf
+}
+
+// appendPrev is appendCurrent for the value pending write w replaced.
+func (o *Overlay) appendPrev(ws []Write, buf []byte, i int32, w *pendingWrite) ([]Write, []byte) {
+	start := len(buf)
+	buf = o.keys.appendKey(buf, i)
+	wr := Write{Key: buf[start:len(buf):len(buf)]}
+	switch {
+	case w.prevState != valuePresent:
+		wr.Delete = true
+	case w.prevLen < 0:
+		wr.Value = w.prevExt
+	default:
+		start = len(buf)
+		buf = append(buf, o.undo[w.prevOff:w.prevOff+w.prevLen]...)
+		wr.Value = buf[start:len(buf):len(buf)]
+	}
+	return append(ws, wr), buf
+}
+
+// pendingOf returns slot i's pending write, nil if it has none.
+func (o *Overlay) pendingOf(i int32) *pendingWrite {
+	s := &o.keys.slots[i]
+	if s.pend == 0 || s.pgen != o.gen || int(s.pend) > len(o.dirty) {
+		return nil
+	}
+	return &o.dirty[s.pend-1]
+}
+
+// hasPending reports whether slot s holds a pending write.
+func (o *Overlay) hasPending(s *slot) bool { return s.pend != 0 && s.pgen == o.gen }
 
 // cacheEntryOverhead approximates what a cached key costs besides its key
 // and value bytes (its slot, at the table's load, and bookkeeping).
@@ -147,10 +190,11 @@ const cacheEntryOverhead = 128
 // example every store of one worker). When caching a value takes the
 // overlays together over the limit, the overlay caching drops cached values
 // of its own, in no particular order, until the total is below seven eighths
-// of the limit. Unapplied committed values count too but are never dropped:
-// their owner should hand them over (see [Overlay.TakeUnapplied]) when
-// [CacheBudget.Unapplied] grows large. While they alone keep the total above
-// seven eighths of the limit, nothing new is cached. A CacheBudget is not
+// of the limit. Pending values and unapplied committed values count too
+// but are never dropped: their owner should commit and hand them over (see
+// [Overlay.TakeUnapplied]) when [CacheBudget.Unapplied], which counts
+// both, grows large. While they alone keep the total above seven eighths
+// of the limit, nothing new is cached. A CacheBudget is not
 // safe for concurrent use: the overlays sharing one must be used from one
 // goroutine.
 type CacheBudget struct {
@@ -167,7 +211,8 @@ func (b *CacheBudget) Used() int64 { return b.used }
 // Limit returns the budget's limit in bytes.
 func (b *CacheBudget) Limit() int64 { return b.limit }
 
-// Unapplied returns the bytes of unapplied committed values among Used.
+// Unapplied returns the bytes of pending and unapplied committed values
+// among Used.
 func (b *CacheBudget) Unapplied() int64 { return b.unapplied }
 
 var _ KV = (*Overlay)(nil)
@@ -223,17 +268,12 @@ func (o *Overlay) GetView(key []byte) ([]byte, bool, error) {
 func (o *Overlay) lookup(key []byte) (v []byte, ok, shared bool, err error) {
 	i := o.keys.find(key)
 	if i >= 0 {
-		s := &o.keys.slots[i]
-		switch {
-		case s.pend != 0:
-			w := &o.dirty[s.pend-1]
-			if w.del {
-				return nil, false, false, nil
-			}
-			return w.value, true, true, nil
-		case s.cachedState == valueAbsent:
+		// A slot's value is the pending one if the key has a pending
+		// write, else the committed one (unapplied or cached).
+		switch o.keys.slots[i].cachedState {
+		case valueAbsent:
 			return nil, false, false, nil
-		case s.cachedState == valuePresent:
+		case valuePresent:
 			return o.keys.value(i), true, true, nil
 		}
 	}
@@ -262,6 +302,9 @@ func (o *Overlay) insert(key []byte) int32 {
 		}
 		for j, i := range o.unapplied {
 			o.unapplied[j] = moved[i]
+		}
+		for j, i := range o.unlogged {
+			o.unlogged[j] = moved[i]
 		}
 		o.evictAt = 0
 	})
@@ -345,8 +388,8 @@ func (o *Overlay) uncount(i int32) {
 	}
 }
 
-// uncache forgets the cached value of slot i, and the key itself if it has
-// no pending write. The value must not be unapplied.
+// uncache forgets the cached value of slot i, and the key itself. The
+// value must be neither unapplied nor pending.
 func (o *Overlay) uncache(i int32) {
 	s := &o.keys.slots[i]
 	if s.cachedState == notCached {
@@ -354,9 +397,7 @@ func (o *Overlay) uncache(i int32) {
 	}
 	o.uncount(i)
 	o.keys.setValue(i, nil, notCached)
-	if s.pend == 0 {
-		o.keys.remove(i)
-	}
+	o.keys.remove(i)
 }
 
 // Put records a pending put of value under key. It copies both slices. A nil
@@ -375,33 +416,47 @@ func (o *Overlay) Delete(key []byte) error {
 }
 
 func (o *Overlay) write(key, value []byte, del bool) {
-	i := o.keys.find(key)
+	t := &o.keys
+	i := t.find(key)
 	if i < 0 {
 		i = o.insert(key)
 	}
-	s := &o.keys.slots[i]
-	if s.pend == 0 {
-		// The key's first write: one allocation for the copies of key
-		// and value.
-		buf := make([]byte, 0, len(key)+len(value))
-		buf = append(buf, key...)
-		w := pendingWrite{slot: i, del: del, key: buf[:len(key):len(key)]}
-		if !del {
-			w.value = append(buf, value...)[len(key):]
+	s := &t.slots[i]
+	if !o.hasPending(s) {
+		// The key's first write in the transaction: remember what the
+		// slot held, for Discard.
+		w := pendingWrite{slot: i, prevState: s.cachedState, prevUnapp: s.flags&slotUnapplied != 0}
+		if s.cachedState == valuePresent {
+			if s.flags&slotExtValue != 0 {
+				w.prevExt, w.prevLen = t.value(i), -1
+			} else {
+				w.prevOff = int32(len(o.undo))
+				o.undo = append(o.undo, t.value(i)...)
+				w.prevLen = int32(len(o.undo)) - w.prevOff
+			}
 		}
 		o.dirty = append(o.dirty, w)
-		s.pend = int32(len(o.dirty))
-		o.unlogged = append(o.unlogged, s.pend-1)
+		s.pend, s.pgen = int32(len(o.dirty)), o.gen
+		s.flags &^= slotLogged
+		o.unlogged = append(o.unlogged, i)
+	} else if s.flags&slotLogged != 0 {
+		s.flags &^= slotLogged
+		o.unlogged = append(o.unlogged, i)
+	}
+	o.uncount(i)
+	if del {
+		t.setValue(i, nil, valueAbsent)
 	} else {
-		w := &o.dirty[s.pend-1]
-		if w.logged {
-			w.logged = false
-			o.unlogged = append(o.unlogged, s.pend-1)
+		if len(value) > inlineLen {
+			value = bytes.Clone(value) // kept by the slot's ext entry
 		}
-		w.del, w.value = del, nil
-		if !del {
-			w.value = append(make([]byte, 0, len(value)), value...)
-		}
+		t.setValue(i, value, valuePresent)
+	}
+	s = &t.slots[i]
+	s.flags |= slotUnapplied
+	o.count(i)
+	if o.budget != nil {
+		o.fit(i)
 	}
 	o.sorted, o.merged = nil, nil
 }
@@ -411,30 +466,32 @@ func (o *Overlay) write(key, value []byte, del bool) {
 // stay in memory (whatever the cache budget) until TakeUnapplied hands them
 // over. The pending set is empty again. The slices of earlier Writes and
 // UnorderedWrites results stay valid.
+//
+// The pending values already are in their slots, counted in the budget
+// and marked unapplied, so committing does not visit the slots: it moves
+// the transaction number on, which ends every pending write at once.
 func (o *Overlay) Committed() {
 	for j := range o.dirty {
-		w := &o.dirty[j]
-		i := w.slot
-		s := &o.keys.slots[i]
-		s.pend = 0
-		o.uncount(i)
-		if s.flags&slotUnapplied == 0 {
-			s.flags |= slotUnapplied
-			o.unapplied = append(o.unapplied, i)
-		}
-		if w.del {
-			o.keys.setValue(i, nil, valueAbsent)
-		} else {
-			o.keys.setValue(i, w.value, valuePresent)
-		}
-		o.count(i)
-		if o.budget != nil {
-			o.fit(i)
+		if w := &o.dirty[j]; !w.prevUnapp {
+			o.unapplied = append(o.unapplied, w.slot)
 		}
 	}
+	o.endTxn()
+}
+
+// endTxn forgets the pending writes (their values stay in the slots).
+func (o *Overlay) endTxn() {
 	clear(o.dirty)
-	o.dirty, o.sorted, o.merged = o.dirty[:0], nil, nil
+	o.dirty, o.undo, o.sorted, o.merged = o.dirty[:0], o.undo[:0], nil, nil
 	o.unlogged = o.unlogged[:0]
+	o.gen++
+	if o.gen == 0 {
+		// The number wrapped: clear every slot's pend, so that none from
+		// long ago looks current.
+		for i := range o.keys.slots {
+			o.keys.slots[i].pend = 0
+		}
+	}
 }
 
 // Unapplied returns the number of keys with an unapplied committed value.
@@ -457,8 +514,14 @@ func (o *Overlay) TakeUnapplied() []Write {
 }
 
 // setApplied makes slot i's unapplied value an ordinary cached one (the
-// caller removes i from the unapplied list).
+// caller removes i from the unapplied list). If the key has a pending
+// write, the slot keeps that (unapplied) value, and the committed value
+// the write replaced, now applied, is what Discard would put back.
 func (o *Overlay) setApplied(i int32) {
+	if w := o.pendingOf(i); w != nil {
+		w.prevUnapp = false
+		return
+	}
 	o.uncount(i)
 	o.keys.slots[i].flags &^= slotUnapplied
 	o.count(i)
@@ -468,7 +531,7 @@ func (o *Overlay) setApplied(i int32) {
 func (o *Overlay) markApplied() {
 	for _, i := range o.unapplied {
 		o.setApplied(i)
-		if o.budget == nil {
+		if o.budget == nil && !o.hasPending(&o.keys.slots[i]) {
 			o.uncache(i)
 		}
 	}
@@ -484,14 +547,19 @@ func (o *Overlay) markApplied() {
 // was written to other than through the overlay, and when dropping an
 // overlay whose budget lives on. Unapplied values are lost: only reset an
 // overlay that has none, or whose base is about to be rebuilt from
-// elsewhere (a changelog restore).
+// elsewhere (a changelog restore). Pending writes stay; Discard then
+// leaves their keys uncached.
 func (o *Overlay) ResetCache() {
 	for _, i := range o.unapplied {
 		o.setApplied(i)
 	}
 	o.unapplied, o.merged = o.unapplied[:0], nil
+	for j := range o.dirty {
+		w := &o.dirty[j]
+		w.prevState, w.prevUnapp, w.prevExt, w.prevLen = notCached, false, nil, 0
+	}
 	for i := range o.keys.slots {
-		if o.keys.used(&o.keys.slots[i]) {
+		if s := &o.keys.slots[i]; o.keys.used(s) && !o.hasPending(s) {
 			o.uncache(int32(i))
 		}
 	}
@@ -504,13 +572,13 @@ func (o *Overlay) ResetCache() {
 // after the previous call. It is for a caller that logs the pending writes
 // as it goes (a changelog): logging what TakeUnlogged returns, and once
 // more before committing, logs every key's final value, and a key written
-// many times between two calls only once. The slices are shared with the
-// overlay and must not be modified.
+// many times between two calls only once. The slices must not be modified;
+// they stay valid whatever the overlay does next.
 func (o *Overlay) TakeUnlogged(ws []Write) []Write {
-	for _, j := range o.unlogged {
-		w := &o.dirty[j]
-		w.logged = true
-		ws = append(ws, w.asWrite())
+	var buf []byte
+	for _, i := range o.unlogged {
+		o.keys.slots[i].flags |= slotLogged
+		ws, buf = o.appendCurrent(ws, buf, i)
 	}
 	o.unlogged = o.unlogged[:0]
 	return ws
@@ -518,12 +586,13 @@ func (o *Overlay) TakeUnlogged(ws []Write) []Write {
 
 // UnorderedWrites returns the pending writes, one per key, in the order the
 // keys were first written since the last Commit, Applied or Discard, in a
-// new slice. Unlike Writes it does not sort; the key and value slices are
-// shared with the overlay and must not be modified.
+// new slice. Unlike Writes it does not sort; the key and value slices must
+// not be modified.
 func (o *Overlay) UnorderedWrites() []Write {
-	ws := make([]Write, len(o.dirty))
+	ws := make([]Write, 0, len(o.dirty))
+	var buf []byte
 	for j := range o.dirty {
-		ws[j] = o.dirty[j].asWrite()
+		ws, buf = o.appendCurrent(ws, buf, o.dirty[j].slot)
 	}
 	return ws
 }
@@ -604,7 +673,7 @@ func (o *Overlay) view() []Write {
 		return o.Writes()
 	}
 	if o.merged == nil {
-		ws := o.appendCommitted(o.UnorderedWrites(), o.unapplied, func(i int32) bool { return o.keys.slots[i].pend == 0 })
+		ws := o.appendCommitted(o.UnorderedWrites(), o.unapplied, func(i int32) bool { return !o.hasPending(&o.keys.slots[i]) })
 		SortWrites(ws)
 		o.merged = ws
 	}
@@ -650,17 +719,34 @@ func (o *Overlay) Commit() error {
 
 // Discard drops the pending writes. The base is not touched.
 func (o *Overlay) Discard() {
+	t := &o.keys
 	for j := range o.dirty {
-		i := o.dirty[j].slot
-		s := &o.keys.slots[i]
+		w := &o.dirty[j]
+		i := w.slot
+		o.uncount(i)
+		switch {
+		case w.prevState != valuePresent:
+			t.setValue(i, nil, w.prevState)
+		case w.prevLen < 0:
+			t.setValue(i, w.prevExt, valuePresent)
+		default:
+			t.setValue(i, o.undo[w.prevOff:w.prevOff+w.prevLen], valuePresent)
+		}
+		s := &t.slots[i]
 		s.pend = 0
-		if s.cachedState == notCached {
-			o.keys.remove(i)
+		s.flags &^= slotUnapplied | slotLogged
+		if w.prevUnapp {
+			s.flags |= slotUnapplied
+		}
+		o.count(i)
+		if w.prevState == notCached {
+			t.remove(i)
 		}
 	}
-	clear(o.dirty)
-	o.dirty, o.sorted, o.merged = o.dirty[:0], nil, nil
-	o.unlogged = o.unlogged[:0]
+	o.endTxn()
+	if b := o.budget; b != nil && b.used > b.limit {
+		o.evict(b.limit - b.limit/8)
+	}
 }
 
 // overlayIter merges a base iterator with a sorted snapshot of pending writes.

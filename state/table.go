@@ -8,11 +8,12 @@ import (
 
 // table is an overlay's index of keys: an open-addressing hash table with
 // linear probing whose slots hold what a read of a key needs, the key
-// itself (up to slotKeyLen bytes) and its committed value (up to inlineLen
-// bytes), in one 64-byte slot. A read of a cached key then touches one
-// cache line, where a map of pointers to entries touched two or three
-// (the map's group, the entry, the value); on a store of 100,000 keys
-// those misses were a fifth of a stateful worker's time. Slots hold no
+// itself (up to slotKeyLen bytes) and its current value (pending or
+// committed, up to inlineLen bytes), in one 64-byte slot. A read of a
+// cached or pending key then touches one cache line, where a map of
+// pointers to entries touched two or three (the map's group, the entry,
+// the value); on a store of 100,000 keys those misses were a fifth of a
+// stateful worker's time. Slots hold no
 // pointers, so the garbage collector does not scan them either.
 //
 // Longer keys and values live in ext, which a slot refers to by index.
@@ -37,10 +38,10 @@ type table struct {
 }
 
 // slotKeyLen is the longest key a slot holds inline; inlineLen the
-// longest committed value.
+// longest value.
 const (
 	slotKeyLen = 15
-	inlineLen  = 36
+	inlineLen  = 32
 )
 
 // slot is one key's place in a table: 64 bytes, a cache line.
@@ -50,14 +51,18 @@ type slot struct {
 	// the key is in ext.
 	key  [slotKeyLen]byte
 	klen uint8
-	// cachedState is what the overlay knows of the key's committed value
-	// (notCached, valuePresent, valueAbsent); flags are slotUnapplied and
-	// slotExtValue; vlen is the length of an inline value.
+	// cachedState is what the overlay knows of the key's current value
+	// (notCached, valuePresent, valueAbsent): its pending value if it has
+	// one, else its committed one. flags are slotUnapplied, slotExtValue
+	// and slotLogged; vlen is the length of an inline value.
 	cachedState, flags, vlen uint8
 	_                        uint8
 	// pend is 1 + the index of the key's pending write in the overlay's
-	// dirty list, 0 if it has none.
+	// dirty list when pgen is the overlay's transaction number; otherwise
+	// the key has no pending write (a commit or discard moves the number
+	// on instead of visiting every slot).
 	pend int32
+	pgen uint32
 	// ext is 1 + the index of the slot's entry in table.ext, 0 if none.
 	ext    int32
 	inline [inlineLen]byte
@@ -70,18 +75,22 @@ const (
 )
 
 const (
-	// slotUnapplied: the committed value is not in the base yet. Such a
-	// slot is never evicted.
+	// slotUnapplied: the current value is not in the base yet (it is
+	// pending, or committed and not applied). Such a slot is never
+	// evicted.
 	slotUnapplied uint8 = 1 << iota
-	// slotExtValue: the committed value is in ext, not inline.
+	// slotExtValue: the value is in ext, not inline.
 	slotExtValue
+	// slotLogged: TakeUnlogged handed out the key's pending value, and no
+	// write came since. Meaningful only while the key has a pending write.
+	slotLogged
 )
 
-// extEntry holds a slot's long key and long committed value. Both are
+// extEntry holds a slot's long key and long value. Both are
 // never modified in place, so they may be handed out.
 type extEntry struct {
 	key   []byte // nil unless the key is longer than slotKeyLen
-	value []byte // the committed value when the slot has slotExtValue
+	value []byte // the value when the slot has slotExtValue
 }
 
 func newTable() table { return table{seed: maphash.MakeSeed()} }
@@ -246,8 +255,7 @@ func (t *table) appendKey(b []byte, i int32) []byte {
 	return append(b, s.key[:s.klen-1]...)
 }
 
-// value returns slot i's committed value (when cachedState is
-// valuePresent). An inline value is shared with the slot: it changes with
+// value returns slot i's value (when cachedState is valuePresent). An inline value is shared with the slot: it changes with
 // the slot and moves away from it on a rehash.
 func (t *table) value(i int32) []byte {
 	s := &t.slots[i]
@@ -258,7 +266,7 @@ func (t *table) value(i int32) []byte {
 }
 
 // setValue records v (kept, not copied, when it is too long to inline) as
-// slot i's committed value with state st.
+// slot i's value with state st.
 func (t *table) setValue(i int32, v []byte, st uint8) {
 	s := &t.slots[i]
 	s.cachedState = st
