@@ -170,19 +170,83 @@ func (s *sender) stop() {
 	<-s.stopped
 }
 
-// records hands out zeroed kgo.Records carved from arrays, one allocation
-// per recordSlabLen records instead of one each. An array stays in memory
-// while any of its records does; records are released soon after the
-// broker acknowledges them, in about the order they were made.
-type records struct{ slab []kgo.Record }
+// records hands out zeroed kgo.Records carved from arrays of
+// recordSlabLen, one allocation per array instead of one per record, and
+// reuses an array once the client is done with every record carved from
+// it: each record's promise ends with releaseRecord.
+//
+// A record carries its array in its Context (never canceled, no values),
+// which the client only asks for cancellation. A record that is never
+// produced (dropped by an abort), or whose Context a client hook replaces,
+// keeps its array from being reused; the garbage collector frees it.
+type records struct {
+	cur  *recordSlab
+	used int // records carved from cur
+	pool *slabPool
+}
 
 const recordSlabLen = 128
 
-func (rs *records) next() *kgo.Record {
-	if len(rs.slab) == 0 {
-		rs.slab = make([]kgo.Record, recordSlabLen)
+// maxFreeSlabs bounds the arrays waiting for reuse (about 5 MiB).
+const maxFreeSlabs = 256
+
+type recordSlab struct {
+	context.Context // context.Background: records never cancel
+	recs            [recordSlabLen]kgo.Record
+	// open counts the records not yet released, those not yet carved
+	// included: the array is free again when it reaches zero.
+	open atomic.Int32
+	pool *slabPool
+}
+
+// slabPool holds zeroed arrays ready for reuse. Promises put arrays back
+// from the client's goroutines; the worker takes them.
+type slabPool struct {
+	mu   sync.Mutex
+	free []*recordSlab
+}
+
+func (p *slabPool) get() *recordSlab {
+	p.mu.Lock()
+	var s *recordSlab
+	if n := len(p.free); n > 0 {
+		s, p.free[n-1] = p.free[n-1], nil
+		p.free = p.free[:n-1]
 	}
-	r := &rs.slab[0]
-	rs.slab = rs.slab[1:]
+	p.mu.Unlock()
+	if s == nil {
+		s = &recordSlab{Context: context.Background(), pool: p}
+	}
+	s.open.Store(recordSlabLen)
+	return s
+}
+
+func (p *slabPool) put(s *recordSlab) {
+	clear(s.recs[:]) // drop what the records point to
+	p.mu.Lock()
+	if len(p.free) < maxFreeSlabs {
+		p.free = append(p.free, s)
+	}
+	p.mu.Unlock()
+}
+
+func (rs *records) next() *kgo.Record {
+	if rs.cur == nil || rs.used == recordSlabLen {
+		if rs.pool == nil {
+			rs.pool = &slabPool{}
+		}
+		rs.cur, rs.used = rs.pool.get(), 0
+	}
+	r := &rs.cur.recs[rs.used]
+	rs.used++
+	r.Context = rs.cur
 	return r
+}
+
+// releaseRecord tells r's array that the client is done with r: call it
+// last in r's promise, and use r no more.
+func releaseRecord(r *kgo.Record) {
+	if s, ok := r.Context.(*recordSlab); ok && s.open.Add(-1) == 0 {
+		s.pool.put(s)
+	}
 }

@@ -144,3 +144,52 @@ func TestSenderDiscardWithFullBuffer(t *testing.T) {
 		}
 	}
 }
+
+// TestRecordsReuse: an array of records is reused once every record
+// carved from it was released, zeroed, and not before; a record whose
+// Context is not its array's is left alone.
+func TestRecordsReuse(t *testing.T) {
+	var rs records
+	first := make([]*kgo.Record, recordSlabLen)
+	for i := range first {
+		r := rs.next()
+		r.Topic, r.Key, r.Offset = "t", []byte("k"), int64(i)
+		first[i] = r
+	}
+	// All but one released: the array is not free yet.
+	for _, r := range first[1:] {
+		releaseRecord(r)
+	}
+	r := rs.next()
+	if r == first[0] || len(rs.pool.free) != 0 {
+		t.Fatalf("an array with a record not released was reused (%d free)", len(rs.pool.free))
+	}
+	// A record whose Context a hook replaced keeps its array out of the
+	// pool: its release is a no-op.
+	first[0].Context = context.Background()
+	releaseRecord(first[0])
+	if len(rs.pool.free) != 0 {
+		t.Fatalf("releasing a record with a foreign Context freed an array (%d free)", len(rs.pool.free))
+	}
+
+	// The second array: carve it whole, release every record, and the
+	// third array is the same memory, zeroed.
+	second := []*kgo.Record{r}
+	for range recordSlabLen - 1 {
+		second = append(second, rs.next())
+	}
+	for _, r := range second {
+		r.Topic, r.Value, r.Partition = "u", []byte("v"), 3
+		releaseRecord(r)
+	}
+	if len(rs.pool.free) != 1 {
+		t.Fatalf("%d arrays free after releasing every record of one, want 1", len(rs.pool.free))
+	}
+	third := rs.next()
+	if third != second[0] {
+		t.Fatalf("the freed array was not reused")
+	}
+	if third.Topic != "" || third.Value != nil || third.Partition != 0 || third.Context == nil {
+		t.Fatalf("reused record not zeroed (or without its array): %+v", third)
+	}
+}

@@ -223,15 +223,16 @@ func (w *worker) store(name string, id topology.TaskID) (state.KV, error) {
 		s.ackedTo.Store(-1)
 		s.acked = func(r *kgo.Record, err error) {
 			if err != nil {
-				w.promise(r, err)
+				w.promise(r, err) // releases r
 				return
 			}
-			for {
+			for off := r.Offset; ; {
 				cur := s.ackedTo.Load()
-				if r.Offset <= cur || s.ackedTo.CompareAndSwap(cur, r.Offset) {
-					return
+				if off <= cur || s.ackedTo.CompareAndSwap(cur, off) {
+					break
 				}
 			}
+			releaseRecord(r)
 		}
 		w.state.stores[k] = s
 		w.state.byTask[id] = append(w.state.byTask[id], s)

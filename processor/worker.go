@@ -93,14 +93,14 @@ func newWorker(p *Processor, n int, meta *clusterMeta, db *state.DB) *worker {
 		w.subFor[t] = id
 	}
 	w.promise = func(r *kgo.Record, err error) {
-		if err == nil {
-			return
+		if err != nil {
+			w.produceMu.Lock()
+			if w.produceErr == nil {
+				w.produceErr = fmt.Errorf("produce to topic %q partition %d: %w", r.Topic, r.Partition, err)
+			}
+			w.produceMu.Unlock()
 		}
-		w.produceMu.Lock()
-		if w.produceErr == nil {
-			w.produceErr = fmt.Errorf("produce to topic %q partition %d: %w", r.Topic, r.Partition, err)
-		}
-		w.produceMu.Unlock()
+		releaseRecord(r)
 	}
 	return w
 }
