@@ -38,10 +38,11 @@ type BatchApplier interface {
 // open transaction, else its unapplied or cached committed value, so a
 // read touches one slot either way. The pending writes are also listed,
 // in first-write order, each with what it replaced (for Discard);
-// committing does not visit their keys again. Iteration (Range, PrefixScan, Writes, Commit) needs them sorted:
-// the sorted list (with the unapplied values, for scans) is built on demand
-// with [SortWrites] and reused until the next write or commit, so a task
-// that alternates writes and scans pays for a sort per scan.
+// committing does not visit their keys again. Iteration (Range,
+// PrefixScan, Writes, Commit) needs the writes sorted: the sorted list
+// (with the unapplied values, for scans) is built on demand with
+// [SortWrites] and reused until the next write or commit, so a task that
+// alternates writes and scans pays for a sort per scan.
 //
 // An iterator sees a snapshot of the pending writes taken when it was
 // created: later Put, Delete, Commit or Discard calls on the overlay do not
@@ -739,7 +740,10 @@ func (o *Overlay) Discard() {
 			s.flags |= slotUnapplied
 		}
 		o.count(i)
-		if w.prevState == notCached {
+		// Without a cache a key is known only while it is pending or
+		// unapplied.
+		if w.prevState == notCached || o.budget == nil && !w.prevUnapp {
+			t.setValue(i, nil, notCached)
 			t.remove(i)
 		}
 	}
