@@ -3,3 +3,6 @@ package state
 // SetRestoreFlushBytes sets the batch size at which r flushes on its own, so
 // that tests can exercise automatic flushes with a few small writes.
 func SetRestoreFlushBytes(r *Restorer, n int) { r.flushBytes = n }
+
+// EvictScanned returns how many slots o's eviction scans visited.
+func EvictScanned(o *Overlay) int { return o.evictScanned }

@@ -78,6 +78,9 @@ type Overlay struct {
 	merged    []Write        // pending and unapplied in key order (see view); nil when stale
 	budget    *CacheBudget   // nil: no cache, keys are known only while pending or unapplied
 	evictAt   int            // the slot where the next eviction scan starts
+	evictable int64          // bytes of this overlay's cached values that may be dropped (in the budget's used)
+	// evictScanned counts the slots eviction scans visited (for tests).
+	evictScanned int
 }
 
 // pendingWrite is a key's pending write. The pending value itself is in
@@ -324,16 +327,22 @@ func (o *Overlay) cache(i int32, v []byte, st uint8) {
 }
 
 // fit evicts to bring the budget back under its limit after slot i's value
-// was counted: down to seven eighths of the limit, or, when unapplied
-// values alone are above that, not at all, and i's own value is not kept
-// unless it is unapplied.
+// was counted: down to seven eighths of the limit, or, when dropping every
+// value this overlay may drop would not get there (the rest is unapplied,
+// pending, or other overlays' values), not at all, and i's own value is
+// not kept unless it is unapplied. So the table is walked only when the
+// walk reaches the target, and then frees an eighth of the budget.
 func (o *Overlay) fit(i int32) {
 	b := o.budget
 	if b.used <= b.limit {
 		return
 	}
 	target := b.limit - b.limit/8
-	if b.unapplied > target {
+	if b.used-o.evictable > target {
+		// Even dropping every value this overlay may drop would not
+		// reach the target (the rest is unapplied, pending, or other
+		// overlays'): do not walk the table for it, and do not keep i's
+		// value either.
 		if o.keys.slots[i].flags&slotUnapplied == 0 {
 			o.uncache(i)
 		}
@@ -349,7 +358,7 @@ func (o *Overlay) evict(target int64) {
 	t := &o.keys
 	n := len(t.slots)
 	for range n {
-		if o.budget.used <= target {
+		if o.budget.used <= target || o.evictable == 0 {
 			return
 		}
 		if o.evictAt >= n {
@@ -357,6 +366,7 @@ func (o *Overlay) evict(target int64) {
 		}
 		i := int32(o.evictAt)
 		o.evictAt++
+		o.evictScanned++
 		if s := &t.slots[i]; t.used(s) && s.flags&slotUnapplied == 0 {
 			o.uncache(i)
 		}
@@ -374,6 +384,8 @@ func (o *Overlay) count(i int32) {
 	o.budget.used += n
 	if s.flags&slotUnapplied != 0 {
 		o.budget.unapplied += n
+	} else {
+		o.evictable += n
 	}
 }
 
@@ -386,6 +398,8 @@ func (o *Overlay) uncount(i int32) {
 	o.budget.used -= n
 	if s.flags&slotUnapplied != 0 {
 		o.budget.unapplied -= n
+	} else {
+		o.evictable -= n
 	}
 }
 

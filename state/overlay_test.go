@@ -955,3 +955,64 @@ func TestOverlayHandedOutValuesStay(t *testing.T) {
 		}
 	}
 }
+
+// TestOverlayEvictionSharedBudget: two overlays share a budget that the
+// other one's cached values fill. The overlay whose keys are all pending
+// or unapplied has nothing to drop, so its writes and cache misses must
+// not walk its table each time looking for something (a million-key
+// state run once spent 86% of its CPU doing that).
+func TestOverlayEvictionSharedBudget(t *testing.T) {
+	b := state.NewCacheBudget(1 << 20)
+	baseA, baseB := state.NewMemKV(), state.NewMemKV()
+	for i := range 20_000 {
+		if err := baseB.Put(fmt.Appendf(nil, "b%06d", i), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, other := state.NewCachedOverlay(baseA, b), state.NewCachedOverlay(baseB, b)
+	// a: a few thousand committed, unapplied keys.
+	for i := range 3000 {
+		if err := a.Put(fmt.Appendf(nil, "a%06d", i), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.Committed()
+	// other: more cached values than the budget holds, so it keeps
+	// between seven eighths of the limit and the limit.
+	for i := range 20_000 {
+		if _, _, err := other.Get(fmt.Appendf(nil, "b%06d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b.Used() < b.Limit()-b.Limit()/8 {
+		t.Fatalf("the budget holds %d bytes of %d; the test needs it full", b.Used(), b.Limit())
+	}
+	before := state.EvictScanned(a)
+	const ops = 5000
+	for i := range ops {
+		k := fmt.Appendf(nil, "n%06d", i)
+		if _, ok, err := a.Get(k); err != nil || ok {
+			t.Fatalf("Get(%q) = %v, %v; want absent", k, ok, err)
+		}
+		if err := a.Put(k, []byte("y")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := state.EvictScanned(a) - before; n > ops {
+		t.Fatalf("%d cache misses and writes made eviction visit %d slots; want at most one per operation", 2*ops, n)
+	}
+	// What a may drop it still drops: once its keys are applied, it
+	// makes room when it caches more.
+	a.Committed()
+	for _, w := range a.TakeUnapplied() {
+		if err := baseA.Put(w.Key, w.Value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, ok, err := a.Get([]byte("a000001")); err != nil || !ok {
+		t.Fatalf("Get(a000001) after apply = %v, %v", ok, err)
+	}
+	if b.Used()-b.Unapplied() > b.Limit() {
+		t.Fatalf("cache uses %d bytes (%d unapplied), over its limit %d", b.Used(), b.Unapplied(), b.Limit())
+	}
+}
