@@ -135,43 +135,44 @@ func (o *Overlay) appendCommitted(ws []Write, is []int32, keep func(int32) bool)
 }
 
 // appendCurrent appends to ws the write that sets slot i's key to the
-// slot's value (a delete if it is absent), copying the key and an inline
-// value to buf.
+// slot's value (a delete if it is absent).
 func (o *Overlay) appendCurrent(ws []Write, buf []byte, i int32) ([]Write, []byte) {
-	t := &o.keys
+	s := &o.keys.slots[i]
+	return o.appendWrite(ws, buf, i, s.cachedState == valuePresent, o.keys.value(i), s.flags&slotExtValue != 0)
+}
+
+// appendPrev is appendCurrent for the value pending write w replaced.
+func (o *Overlay) appendPrev(ws []Write, buf []byte, i int32, w *pendingWrite) ([]Write, []byte) {
+	return o.appendWrite(ws, buf, i, w.prevState == valuePresent, o.prevValue(w), w.prevLen < 0)
+}
+
+// appendWrite appends to ws a write of slot i's key: a put of v if
+// present, else a delete. The key, and v unless shared (a value in ext,
+// never modified in place), are copied to buf.
+func (o *Overlay) appendWrite(ws []Write, buf []byte, i int32, present bool, v []byte, shared bool) ([]Write, []byte) {
 	start := len(buf)
-	buf = t.appendKey(buf, i)
+	buf = o.keys.appendKey(buf, i)
 	w := Write{Key: buf[start:len(buf):len(buf)]}
-	s := &t.slots[i]
 	switch {
-	case s.cachedState != valuePresent:
+	case !present:
 		w.Delete = true
-	case s.flags&slotExtValue != 0:
-		w.Value = t.value(i)
+	case shared:
+		w.Value = v
 	default:
 		start = len(buf)
-		buf = append(buf, t.value(i)...)
+		buf = append(buf, v...)
 		w.Value = buf[start:len(buf):len(buf)]
 	}
 	return append(ws, w), buf
 }
 
-// appendPrev is appendCurrent for the value pending write w replaced.
-func (o *Overlay) appendPrev(ws []Write, buf []byte, i int32, w *pendingWrite) ([]Write, []byte) {
-	start := len(buf)
-	buf = o.keys.appendKey(buf, i)
-	wr := Write{Key: buf[start:len(buf):len(buf)]}
-	switch {
-	case w.prevState != valuePresent:
-		wr.Delete = true
-	case w.prevLen < 0:
-		wr.Value = w.prevExt
-	default:
-		start = len(buf)
-		buf = append(buf, o.undo[w.prevOff:w.prevOff+w.prevLen]...)
-		wr.Value = buf[start:len(buf):len(buf)]
+// prevValue returns the value pending write w replaced (when its
+// prevState is valuePresent): shared with ext, or in the undo bytes.
+func (o *Overlay) prevValue(w *pendingWrite) []byte {
+	if w.prevLen < 0 {
+		return w.prevExt
 	}
-	return append(ws, wr), buf
+	return o.undo[w.prevOff : w.prevOff+w.prevLen]
 }
 
 // pendingOf returns slot i's pending write, nil if it has none.
@@ -339,10 +340,6 @@ func (o *Overlay) fit(i int32) {
 	}
 	target := b.limit - b.limit/8
 	if b.used-o.evictable > target {
-		// Even dropping every value this overlay may drop would not
-		// reach the target (the rest is unapplied, pending, or other
-		// overlays'): do not walk the table for it, and do not keep i's
-		// value either.
 		if o.keys.slots[i].flags&slotUnapplied == 0 {
 			o.uncache(i)
 		}
@@ -551,8 +548,13 @@ func (o *Overlay) markApplied() {
 		}
 	}
 	o.unapplied, o.merged = o.unapplied[:0], nil
+	o.shrink() // values kept only because they were unapplied may go now
+}
+
+// shrink evicts down to seven eighths of the budget if it is over its
+// limit.
+func (o *Overlay) shrink() {
 	if b := o.budget; b != nil && b.used > b.limit {
-		// Values kept only because they were unapplied may go now.
 		o.evict(b.limit - b.limit/8)
 	}
 }
@@ -739,13 +741,10 @@ func (o *Overlay) Discard() {
 		w := &o.dirty[j]
 		i := w.slot
 		o.uncount(i)
-		switch {
-		case w.prevState != valuePresent:
+		if w.prevState == valuePresent {
+			t.setValue(i, o.prevValue(w), valuePresent)
+		} else {
 			t.setValue(i, nil, w.prevState)
-		case w.prevLen < 0:
-			t.setValue(i, w.prevExt, valuePresent)
-		default:
-			t.setValue(i, o.undo[w.prevOff:w.prevOff+w.prevLen], valuePresent)
 		}
 		s := &t.slots[i]
 		s.pend = 0
@@ -762,9 +761,7 @@ func (o *Overlay) Discard() {
 		}
 	}
 	o.endTxn()
-	if b := o.budget; b != nil && b.used > b.limit {
-		o.evict(b.limit - b.limit/8)
-	}
+	o.shrink()
 }
 
 // overlayIter merges a base iterator with a sorted snapshot of pending writes.
