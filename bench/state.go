@@ -54,6 +54,10 @@ type restoreRun struct {
 	RestoreRatio   float64 `json:"restore_vs_consume"`
 }
 
+// statePartitions is the partition count of the state benchmark's input
+// and output topics (and so of its changelog).
+const statePartitions = 4
+
 // stateCmd runs the state benchmark: wordcount under exactly-once over an
 // input with one record per key, in a processor child process (its peak
 // RSS is the memory of an instance holding every key); then a plain
@@ -108,7 +112,7 @@ func stateCmd(ctx context.Context, args []string) error {
 		defer cancel()
 		_ = adm.cleanup(cctx, app, app, in, outTopic)
 	}()
-	if err := adm.createTopics(ctx, 4, in, outTopic); err != nil {
+	if err := adm.createTopics(ctx, statePartitions, in, outTopic); err != nil {
 		return err
 	}
 	res := stateResult{Date: time.Now().Format(time.RFC3339), Brokers: *brokers, Keys: *keys, ValueBytes: *valueBytes}
@@ -123,7 +127,7 @@ func stateCmd(ctx context.Context, args []string) error {
 		return fmt.Errorf("state: %w", err)
 	}
 	defer os.RemoveAll(dirA)
-	rr, err := startResultReader(seeds, outTopic, int64(*keys))
+	rr, err := startResultReader(seeds, outTopic, statePartitions, int64(*keys))
 	if err != nil {
 		return err
 	}
@@ -292,7 +296,7 @@ func measureRestore(ctx context.Context, res *restoreRun, brokers, in, out, app 
 			if r.Done {
 				records += r.Records
 				lastDone = time.Now()
-				if done++; done == 4 {
+				if done++; done == statePartitions {
 					close(allDone)
 				}
 			}
@@ -312,7 +316,7 @@ func measureRestore(ctx context.Context, res *restoreRun, brokers, in, out, app 
 	case <-time.After(5 * time.Minute):
 		cancel()
 		<-errc
-		return fmt.Errorf("restore: not done within 5 minutes (%d of 4 partitions)", done)
+		return fmt.Errorf("restore: not done within 5 minutes (%d of %d partitions)", done, statePartitions)
 	}
 	cancel()
 	if err := <-errc; err != nil {

@@ -336,7 +336,7 @@ func (s *suite) runOnce(ctx context.Context, rc runConfig, n int, tag string) (s
 	}
 	s.logf("%s: loaded %d records in %.1fs", tag, n, time.Since(loadStart).Seconds())
 
-	rr, err := startResultReader(s.seeds, out, int64(n))
+	rr, err := startResultReader(s.seeds, out, s.cfg.partitions, int64(n))
 	if err != nil {
 		return sm, err
 	}
