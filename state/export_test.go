@@ -6,3 +6,7 @@ func SetRestoreFlushBytes(r *Restorer, n int) { r.flushBytes = n }
 
 // EvictScanned returns how many slots o's eviction scans visited.
 func EvictScanned(o *Overlay) int { return o.evictScanned }
+
+// TableSize returns how many slots o's hash table has and how many of them
+// hold a key.
+func TableSize(o *Overlay) (slots, live int) { return len(o.keys.slots), o.keys.live }

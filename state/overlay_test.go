@@ -1016,3 +1016,43 @@ func TestOverlayEvictionSharedBudget(t *testing.T) {
 		t.Fatalf("cache uses %d bytes (%d unapplied), over its limit %d", b.Used(), b.Unapplied(), b.Limit())
 	}
 }
+
+// TestOverlayTableChurn streams new keys through a cached overlay whose
+// budget holds about 9,000 of them, so every new key evicts an old one
+// and leaves a tombstone. Its table must stay at the 16,384 slots that
+// hold them at 70% load, rebuilt at that size when tombstones fill it,
+// not double as it did when a rehash always made room for twice the live
+// keys.
+func TestOverlayTableChurn(t *testing.T) {
+	base := state.NewMemKV()
+	o := state.NewCachedOverlay(base, state.NewCacheBudget(1_300_000))
+	maxLive := 0
+	for i := range 100_000 {
+		k := fmt.Appendf(nil, "k%06d", i)
+		if _, ok, err := o.Get(k); err != nil || ok {
+			t.Fatalf("Get(%q) = %v, %v; want absent", k, ok, err)
+		}
+		if err := o.Put(k, []byte("1")); err != nil {
+			t.Fatal(err)
+		}
+		if i%100 == 99 {
+			o.Committed()
+			for _, w := range o.TakeUnapplied() {
+				if err := base.Put(w.Key, w.Value); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		_, live := state.TableSize(o)
+		maxLive = max(maxLive, live)
+	}
+	slots, _ := state.TableSize(o)
+	// The test's premise: more live keys than half of 16,384 slots (the
+	// old rule doubled from there) and at most five eighths of them.
+	if maxLive <= 8192 || maxLive > 10240 {
+		t.Fatalf("at most %d keys were in the table; the test needs 8,193-10,240", maxLive)
+	}
+	if slots != 16384 {
+		t.Fatalf("the table has %d slots for at most %d keys; want 16384", slots, maxLive)
+	}
+}
