@@ -280,3 +280,24 @@ func TestPacedPartitions(t *testing.T) {
 		}
 	}
 }
+
+// TestResize checks when a first repeat runs again with a larger N: only
+// when its throughput phase was under half the target and sizing from its
+// rate gives more records.
+func TestResize(t *testing.T) {
+	s := &suite{cfg: &suiteConfig{targetSecs: 15}, rates: map[string]float64{}}
+	rc := runConfig{System: sysOnceflow, Workload: wlCopy, Guarantee: gExactlyOnce, IntervalMS: 100, ValueBytes: 100}
+	n := s.records(rc) // from the guessed rate
+	short := sample{seconds: 1.2, rps: 1_250_000}
+	s.sized(rc, short)
+	got, again := s.resize(short, n, s.records(rc))
+	if !again || got != 18_750_000 {
+		t.Fatalf("resize after %.1fs at %.0f/s from N=%d: N=%d, again %v; want 18750000, true", short.seconds, short.rps, n, got, again)
+	}
+	if got, again := s.resize(sample{seconds: 7.5, rps: 1_250_000}, n, 18_750_000); again || got != n {
+		t.Fatalf("a phase of half the target: N=%d, again %v; want %d, false", got, again, n)
+	}
+	if got, again := s.resize(short, 20_000_000, 18_750_000); again || got != 20_000_000 {
+		t.Fatalf("a short phase whose sized N is not larger: N=%d, again %v; want 20000000, false", got, again)
+	}
+}
