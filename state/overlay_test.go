@@ -1020,9 +1020,8 @@ func TestOverlayEvictionSharedBudget(t *testing.T) {
 // TestOverlayTableChurn streams new keys through a cached overlay whose
 // budget holds about 9,000 of them, so every new key evicts an old one
 // and leaves a tombstone. Its table must stay at the 16,384 slots that
-// hold them at 70% load, rebuilt at that size when tombstones fill it,
-// not double as it did when a rehash always made room for twice the live
-// keys.
+// hold them under 70% load, rebuilt at that size when tombstones fill
+// it, not doubled (as a rule of room for twice the live keys would).
 func TestOverlayTableChurn(t *testing.T) {
 	base := state.NewMemKV()
 	o := state.NewCachedOverlay(base, state.NewCacheBudget(1_300_000))

@@ -188,9 +188,9 @@ func (t *table) insert(key []byte, remap func(old []int32)) int32 {
 // unless tombstones filled the old one: while its live keys fill at most
 // five eighths of it, it is rebuilt at the same size, which leaves at
 // least 7.5% of it to fill before the next rehash. A cache that evicts as
-// many keys as it takes leaves a tombstone for each; doubling then
-// (the rule before) left the million-key state run with tables of 262,144
-// slots, 16 MiB each, holding 67,000-80,000 keys.
+// many keys as it takes leaves a tombstone for each, and doubling for
+// those would leave its table mostly empty (in the million-key state run,
+// 262,144 slots of 64 bytes for 67,000-80,000 keys).
 func (t *table) rehash() []int32 {
 	n := len(t.slots)
 	if n == 0 || (t.live+1)*8 > n*5 {
