@@ -132,10 +132,7 @@ func stateCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	defer rr.close()
-	ch, err := startChild("processor", filepath.Join(*out, "state-processor.log"), []string{exe, "processor",
-		"--workload", wlWordcount, "--guarantee", gExactlyOnce, "--commit-interval", "100ms",
-		"--brokers", *brokers, "--input", in, "--output", outTopic, "--app-id", app,
-		"--instance-id", "bench-0", "--state-dir", dirA})
+	ch, err := startChild("processor", filepath.Join(*out, "state-processor.log"), stateProcessorArgv(exe, *brokers, in, outTopic, app, dirA))
 	if err != nil {
 		return err
 	}
@@ -333,18 +330,15 @@ func measureRestore(ctx context.Context, res *restoreRun, brokers, in, out, app 
 }
 
 // measureRestoreRSS starts the application as a child process with an empty
-// state directory and returns its peak RSS once its log reports all four
-// store-partitions restored.
+// state directory and returns its peak RSS once its log reports every
+// store-partition restored.
 func measureRestoreRSS(ctx context.Context, exe, logPath, brokers, in, out, app string) (float64, error) {
 	dir, err := os.MkdirTemp("", "onceflow-bench-restore-rss-")
 	if err != nil {
 		return 0, fmt.Errorf("restore RSS: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	ch, err := startChild("restoring processor", logPath, []string{exe, "processor",
-		"--workload", wlWordcount, "--guarantee", gExactlyOnce, "--commit-interval", "100ms",
-		"--brokers", brokers, "--input", in, "--output", out, "--app-id", app,
-		"--instance-id", "bench-0", "--state-dir", dir, "--log-level", "info"})
+	ch, err := startChild("restoring processor", logPath, append(stateProcessorArgv(exe, brokers, in, out, app, dir), "--log-level", "info"))
 	if err != nil {
 		return 0, err
 	}
@@ -357,7 +351,7 @@ func measureRestoreRSS(ctx context.Context, exe, logPath, brokers, in, out, app 
 			ch.kill()
 			return 0, fmt.Errorf("restore RSS: %w", err)
 		}
-		if bytes.Count(b, []byte(`msg="store restored"`)) >= 4 {
+		if bytes.Count(b, []byte(`msg="store restored"`)) >= statePartitions {
 			break
 		}
 		select {
@@ -377,4 +371,13 @@ func measureRestoreRSS(ctx context.Context, exe, logPath, brokers, in, out, app 
 		return 0, fmt.Errorf("restore RSS: %w", err)
 	}
 	return u.rssMiB, nil
+}
+
+// stateProcessorArgv is the command line of the state benchmark's
+// processor child: wordcount under exactly-once, instance bench-0.
+func stateProcessorArgv(exe, brokers, in, out, app, stateDir string) []string {
+	return []string{exe, "processor",
+		"--workload", wlWordcount, "--guarantee", gExactlyOnce, "--commit-interval", "100ms",
+		"--brokers", brokers, "--input", in, "--output", out, "--app-id", app,
+		"--instance-id", "bench-0", "--state-dir", stateDir}
 }

@@ -178,7 +178,7 @@ func (o *Overlay) prevValue(w *pendingWrite) []byte {
 // pendingOf returns slot i's pending write, nil if it has none.
 func (o *Overlay) pendingOf(i int32) *pendingWrite {
 	s := &o.keys.slots[i]
-	if s.pend == 0 || s.pgen != o.gen || int(s.pend) > len(o.dirty) {
+	if !o.hasPending(s) {
 		return nil
 	}
 	return &o.dirty[s.pend-1]

@@ -13,8 +13,8 @@ import (
 // cached or pending key then touches one cache line, where a map of
 // pointers to entries touched two or three (the map's group, the entry,
 // the value); on a store of 100,000 keys those misses were a fifth of a
-// stateful worker's time. Slots hold no
-// pointers, so the garbage collector does not scan them either.
+// stateful worker's time. Slots hold no pointers, so the garbage
+// collector does not scan them either.
 //
 // Longer keys and values live in ext, which a slot refers to by index.
 // Deleted slots become tombstones; a rehash (when an insert finds the
@@ -264,8 +264,9 @@ func (t *table) appendKey(b []byte, i int32) []byte {
 	return append(b, s.key[:s.klen-1]...)
 }
 
-// value returns slot i's value (when cachedState is valuePresent). An inline value is shared with the slot: it changes with
-// the slot and moves away from it on a rehash.
+// value returns slot i's value (when cachedState is valuePresent). An
+// inline value is shared with the slot: it changes with the slot and
+// moves away from it on a rehash.
 func (t *table) value(i int32) []byte {
 	s := &t.slots[i]
 	if s.flags&slotExtValue != 0 {
