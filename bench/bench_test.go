@@ -15,27 +15,38 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-func TestPercentile(t *testing.T) {
-	sorted := make([]float64, 100)
-	for i := range sorted {
-		sorted[i] = float64(i + 1) // 1..100
+// TestLatencyHist: percentiles by nearest rank, as the upper edge of
+// their 0.1 ms bucket (never above the maximum), and exact beyond the
+// histogram's range.
+func TestLatencyHist(t *testing.T) {
+	var h latencyHist
+	if !math.IsNaN(h.percentile(50)) || !math.IsNaN(h.max()) {
+		t.Fatalf("empty histogram: p50 %v, max %v, want NaN", h.percentile(50), h.max())
+	}
+	for i := range 100 {
+		h.add(time.Duration(i+1)*time.Millisecond + 50*time.Microsecond) // 1.05 .. 100.05 ms
 	}
 	for _, c := range []struct{ p, want float64 }{
-		{50, 50}, {99, 99}, {100, 100}, {1, 1}, {0.5, 1}, {99.5, 100},
+		{50, 50.1}, {99, 99.1}, {1, 1.1}, {0.5, 1.1}, {100, 100.05}, {99.5, 100.05},
 	} {
-		if got := percentile(sorted, c.p); got != c.want {
-			t.Errorf("percentile(1..100, %v) = %v, want %v", c.p, got, c.want)
+		if got := h.percentile(c.p); math.Abs(got-c.want) > 1e-9 {
+			t.Errorf("percentile(%v) = %v, want %v", c.p, got, c.want)
 		}
 	}
-	if got := percentile([]float64{7}, 99); got != 7 {
-		t.Errorf("percentile of one value = %v, want 7", got)
+	h.add(-time.Millisecond) // a stamp a little ahead of the reader's clock
+	h.add(90 * time.Second)
+	h.add(61 * time.Second)
+	if h.n != 103 || h.max() != 90_000 {
+		t.Fatalf("n %d, max %v, want 103 and 90000", h.n, h.max())
 	}
-	if got := percentile(nil, 50); !math.IsNaN(got) {
-		t.Errorf("percentile of nothing = %v, want NaN", got)
+	if got := h.percentile(0.5); got != 0.1 {
+		t.Errorf("a negative latency counts as 0: p0.5 = %v, want 0.1", got)
 	}
-	p50, p99, maxv := latencySummary([]float64{5, 1, 4, 2, 3})
-	if p50 != 3 || p99 != 5 || maxv != 5 {
-		t.Errorf("latencySummary = %v %v %v, want 3 5 5", p50, p99, maxv)
+	if got := h.percentile(100); got != 90_000 {
+		t.Errorf("p100 = %v, want 90000", got)
+	}
+	if got := h.percentile(99); got != 61_000 { // rank 102 of 103
+		t.Errorf("p99 = %v, want 61000", got)
 	}
 }
 

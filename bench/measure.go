@@ -41,7 +41,7 @@ type resultReader struct {
 	firstSeen  time.Time
 	targetSeen time.Time
 	mark       time.Time
-	latencies  []float64 // milliseconds
+	latencies  latencyHist
 	err        error
 }
 
@@ -96,7 +96,7 @@ func (rr *resultReader) loop(ctx context.Context, cl *kgo.Client) {
 				rr.targetSeen = now
 			}
 			if !mark.IsZero() && !r.Timestamp.Before(mark) {
-				rr.latencies = append(rr.latencies, float64(now.Sub(r.Timestamp))/float64(time.Millisecond))
+				rr.latencies.add(now.Sub(r.Timestamp))
 			}
 		})
 		rr.mu.Unlock()
@@ -119,11 +119,13 @@ func (rr *resultReader) snapshot() (first, target time.Time, err error) {
 	return rr.firstSeen, rr.targetSeen, rr.err
 }
 
-// latencySample returns a copy of the latencies recorded so far.
-func (rr *resultReader) latencySample() []float64 {
+// latencySummary returns how many results were timed so far, and their
+// p50, p99 and maximum latency in milliseconds.
+func (rr *resultReader) latencySummary() (n int, p50, p99, maxv float64) {
 	rr.mu.Lock()
 	defer rr.mu.Unlock()
-	return slices.Clone(rr.latencies)
+	h := &rr.latencies
+	return h.n, h.percentile(50), h.percentile(99), h.max()
 }
 
 func (rr *resultReader) close() {
@@ -172,26 +174,67 @@ func (rr *resultReader) waitFor(ctx context.Context, want int64, child *child, s
 	}
 }
 
-// percentile returns the p-th percentile (0 < p <= 100) of sorted by the
-// nearest-rank method: the smallest value with at least p% of the values
-// at or below it. An empty sample gives NaN.
-func percentile(sorted []float64, p float64) float64 {
-	if len(sorted) == 0 {
-		return math.NaN()
-	}
-	rank := int(math.Ceil(p / 100 * float64(len(sorted))))
-	rank = min(max(rank, 1), len(sorted))
-	return sorted[rank-1]
+// latencyHist counts latencies in buckets of latencyBucket up to
+// latencyRange, and keeps the rarer ones beyond it exactly. The reader
+// times millions of results per latency phase; keeping each as a float64
+// grew a slice of up to 100 MB in the suite's process, which the
+// collector then walked while the paced producer and the reader shared
+// that process with it (the producer stalled for 100 ms at times).
+type latencyHist struct {
+	counts []uint32 // counts[i]: latencies in [i, i+1) × latencyBucket
+	beyond []time.Duration
+	n      int
+	top    time.Duration
 }
 
-// latencySummary sorts lat in place and returns p50, p99 and max.
-func latencySummary(lat []float64) (p50, p99, maxv float64) {
-	if len(lat) == 0 {
-		return math.NaN(), math.NaN(), math.NaN()
+const (
+	latencyBucket = 100 * time.Microsecond
+	latencyRange  = 60 * time.Second
+)
+
+func (h *latencyHist) add(d time.Duration) {
+	if h.counts == nil {
+		h.counts = make([]uint32, latencyRange/latencyBucket)
 	}
-	slices.Sort(lat)
-	return percentile(lat, 50), percentile(lat, 99), lat[len(lat)-1]
+	d = max(d, 0)
+	h.n++
+	h.top = max(h.top, d)
+	if i := int(d / latencyBucket); i < len(h.counts) {
+		h.counts[i]++
+		return
+	}
+	h.beyond = append(h.beyond, d)
 }
+
+// percentile returns the p-th percentile (0 < p <= 100) in milliseconds by
+// the nearest-rank method, as the upper edge of its bucket (never above
+// the maximum): at most latencyBucket above the exact value. NaN if
+// nothing was timed.
+func (h *latencyHist) percentile(p float64) float64 {
+	if h.n == 0 {
+		return math.NaN()
+	}
+	rank := int(math.Ceil(p / 100 * float64(h.n)))
+	rank = min(max(rank, 1), h.n)
+	seen := 0
+	for i, c := range h.counts {
+		if seen += int(c); seen >= rank {
+			return ms(min(time.Duration(i+1)*latencyBucket, h.top))
+		}
+	}
+	slices.Sort(h.beyond)
+	return ms(h.beyond[rank-seen-1])
+}
+
+// max returns the largest latency in milliseconds, NaN if none.
+func (h *latencyHist) max() float64 {
+	if h.n == 0 {
+		return math.NaN()
+	}
+	return ms(h.top)
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // median returns the median of xs (the mean of the middle two for an even
 // count), ignoring NaNs; NaN if none are left.

@@ -432,9 +432,7 @@ func (s *suite) runOnce(ctx context.Context, rc runConfig, n int, tag string) (s
 	}); err != nil {
 		return sm, err
 	}
-	lat := rr.latencySample()
-	sm.latencyN = len(lat)
-	sm.p50, sm.p99, sm.max = latencySummary(lat)
+	sm.latencyN, sm.p50, sm.p99, sm.max = rr.latencySummary()
 
 	u, stopErr := ch.stop(45 * time.Second)
 	stopped = true
