@@ -20,8 +20,8 @@ import (
 // histogram's range.
 func TestLatencyHist(t *testing.T) {
 	var h latencyHist
-	if !math.IsNaN(h.percentile(50)) || !math.IsNaN(h.max()) {
-		t.Fatalf("empty histogram: p50 %v, max %v, want NaN", h.percentile(50), h.max())
+	if !math.IsNaN(h.percentile(50)) || !math.IsNaN(h.maximum()) {
+		t.Fatalf("empty histogram: p50 %v, max %v, want NaN", h.percentile(50), h.maximum())
 	}
 	for i := range 100 {
 		h.add(time.Duration(i+1)*time.Millisecond + 50*time.Microsecond) // 1.05 .. 100.05 ms
@@ -36,8 +36,8 @@ func TestLatencyHist(t *testing.T) {
 	h.add(-time.Millisecond) // a stamp a little ahead of the reader's clock
 	h.add(90 * time.Second)
 	h.add(61 * time.Second)
-	if h.n != 103 || h.max() != 90_000 {
-		t.Fatalf("n %d, max %v, want 103 and 90000", h.n, h.max())
+	if h.n != 103 || h.maximum() != 90_000 {
+		t.Fatalf("n %d, max %v, want 103 and 90000", h.n, h.maximum())
 	}
 	if got := h.percentile(0.5); got != 0.1 {
 		t.Errorf("a negative latency counts as 0: p0.5 = %v, want 0.1", got)

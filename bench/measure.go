@@ -125,7 +125,7 @@ func (rr *resultReader) latencySummary() (n int, p50, p99, maxv float64) {
 	rr.mu.Lock()
 	defer rr.mu.Unlock()
 	h := &rr.latencies
-	return h.n, h.percentile(50), h.percentile(99), h.max()
+	return h.n, h.percentile(50), h.percentile(99), h.maximum()
 }
 
 func (rr *resultReader) close() {
@@ -177,9 +177,9 @@ func (rr *resultReader) waitFor(ctx context.Context, want int64, child *child, s
 // latencyHist counts latencies in buckets of latencyBucket up to
 // latencyRange, and keeps the rarer ones beyond it exactly. The reader
 // times millions of results per latency phase; keeping each as a float64
-// grew a slice of up to 100 MB in the suite's process, which the
-// collector then walked while the paced producer and the reader shared
-// that process with it (the producer stalled for 100 ms at times).
+// grew a slice to about 100 MB in the suite's process, where the paced
+// producer runs too, and as it grew the collector ran cycles of up to
+// 100 ms in which the producer stalled for as long.
 type latencyHist struct {
 	counts []uint32 // counts[i]: latencies in [i, i+1) × latencyBucket
 	beyond []time.Duration
@@ -226,8 +226,8 @@ func (h *latencyHist) percentile(p float64) float64 {
 	return ms(h.beyond[rank-seen-1])
 }
 
-// max returns the largest latency in milliseconds, NaN if none.
-func (h *latencyHist) max() float64 {
+// maximum returns the largest latency in milliseconds, NaN if none.
+func (h *latencyHist) maximum() float64 {
 	if h.n == 0 {
 		return math.NaN()
 	}
