@@ -100,10 +100,14 @@ func TestLatencyFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.latencyRate != 20000 || cfg.latencyFrac != 0.5 {
-		t.Errorf("--latency-rate 20000: rate %v, fraction %v; want 20000 and the default 0.5", cfg.latencyRate, cfg.latencyFrac)
+	if cfg.latencyRate != 20000 || cfg.latencyFrac != 0.5 || cfg.latencyParts != 1 {
+		t.Errorf("--latency-rate 20000: rate %v, fraction %v, timed partitions %d; want 20000 and the defaults 0.5 and 1", cfg.latencyRate, cfg.latencyFrac, cfg.latencyParts)
 	}
-	for _, args := range [][]string{{"--latency-rate", "-1"}, {"--latency-fraction", "0"}, {"--latency-fraction", "1.5"}} {
+	if cfg, err = parseSuiteFlags([]string{"--brokers", "b:9092", "--partitions", "6", "--latency-partitions", "0"}); err != nil || cfg.latencyParts != 6 {
+		t.Fatalf("--partitions 6 --latency-partitions 0: %v, %+v; want all 6 timed", err, cfg)
+	}
+	for _, args := range [][]string{{"--latency-rate", "-1"}, {"--latency-fraction", "0"}, {"--latency-fraction", "1.5"},
+		{"--latency-partitions", "-1"}, {"--latency-partitions", "5"}} {
 		if _, err := parseSuiteFlags(append([]string{"--brokers", "b:9092"}, args...)); err == nil {
 			t.Errorf("%v: accepted", args)
 		}

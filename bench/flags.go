@@ -35,24 +35,25 @@ const (
 
 // suiteConfig is the parsed command line of the suite.
 type suiteConfig struct {
-	brokers     string
-	out         string
-	quick       bool
-	workloads   []string
-	guarantees  []string
-	intervals   []time.Duration
-	valueBytes  []int
-	systems     []string
-	records     int // 0: sized per configuration
-	repeat      int
-	partitions  int
-	keys        int
-	threads     int // processing threads per system instance
-	latencyFrac float64
-	latencyRate float64 // records/s for every configuration; 0: latencyFrac of each one's throughput
-	latencyDur  time.Duration
-	brokerPIDs  []int   // the broker's processes, whose CPU time is recorded; nil: unknown
-	targetSecs  float64 // wanted length of the throughput phase
+	brokers      string
+	out          string
+	quick        bool
+	workloads    []string
+	guarantees   []string
+	intervals    []time.Duration
+	valueBytes   []int
+	systems      []string
+	records      int // 0: sized per configuration
+	repeat       int
+	partitions   int
+	keys         int
+	threads      int // processing threads per system instance
+	latencyFrac  float64
+	latencyRate  float64 // records/s for every configuration; 0: latencyFrac of each one's throughput
+	latencyDur   time.Duration
+	latencyParts int     // partitions whose results are timed in the latency phase
+	brokerPIDs   []int   // the broker's processes, whose CPU time is recorded; nil: unknown
+	targetSecs   float64 // wanted length of the throughput phase
 }
 
 func parseSuiteFlags(args []string) (*suiteConfig, error) {
@@ -86,6 +87,7 @@ with scripts/kafka-local.sh and stops it at the end.
 	fs.Float64Var(&c.latencyFrac, "latency-fraction", 0.5, "latency phase rate as a fraction of the measured maximum throughput")
 	fs.Float64Var(&c.latencyRate, "latency-rate", 0, "latency phase rate in records/s for every configuration, so systems are compared at equal load (default 0: use --latency-fraction)")
 	fs.StringVar(&brokerPIDs, "broker-pids", "", "comma-separated process ids of the --brokers broker, to record its CPU seconds per configuration (default: those of the broker the suite starts; none for --brokers)")
+	fs.IntVar(&c.latencyParts, "latency-partitions", 1, "output partitions whose results are timed in the latency phase, from partition 0 (0: all); the reader stops reading the others until the paced producer ends")
 	fs.DurationVar(&c.latencyDur, "latency-duration", 0, "length of the paced latency phase (default 10s; --quick 3s)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -160,6 +162,12 @@ with scripts/kafka-local.sh and stops it at the end.
 	}
 	if c.threads < 1 || c.threads > 64 {
 		errs = append(errs, fmt.Errorf("--threads must be 1 to 64, got %d", c.threads))
+	}
+	if c.latencyParts < 0 || c.latencyParts > c.partitions {
+		errs = append(errs, fmt.Errorf("--latency-partitions must be 0 (all) to --partitions (%d), got %d", c.partitions, c.latencyParts))
+	}
+	if c.latencyParts == 0 {
+		c.latencyParts = c.partitions
 	}
 	if c.latencyRate < 0 {
 		errs = append(errs, fmt.Errorf("--latency-rate must not be negative, got %v", c.latencyRate))

@@ -31,6 +31,7 @@ import (
 // visible and less the reader's own work, which grows with the rate.
 type resultReader struct {
 	cls    []*kgo.Client
+	timed  int // partitions [0, timed) are timed in the latency phase
 	target int64
 	count  atomic.Int64
 	cancel context.CancelFunc
@@ -41,13 +42,14 @@ type resultReader struct {
 	firstSeen  time.Time
 	targetSeen time.Time
 	mark       time.Time
+	hold       chan struct{} // non-nil while the untimed partitions wait; closed to release them
 	latencies  latencyHist
 	err        error
 }
 
-func startResultReader(seeds []string, topic string, partitions int, target int64) (*resultReader, error) {
+func startResultReader(seeds []string, topic string, partitions, timed int, target int64) (*resultReader, error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	rr := &resultReader{target: target, cancel: cancel, start: time.Now()}
+	rr := &resultReader{target: target, timed: timed, cancel: cancel, start: time.Now()}
 	for p := range int32(partitions) {
 		cl, err := kgo.NewClient(
 			kgo.SeedBrokers(seeds...),
@@ -61,16 +63,28 @@ func startResultReader(seeds []string, topic string, partitions int, target int6
 		}
 		rr.cls = append(rr.cls, cl)
 	}
-	for _, cl := range rr.cls {
+	for p, cl := range rr.cls {
 		rr.wg.Add(1)
-		go rr.loop(ctx, cl)
+		go rr.loop(ctx, cl, p < timed)
 	}
 	return rr, nil
 }
 
-func (rr *resultReader) loop(ctx context.Context, cl *kgo.Client) {
+func (rr *resultReader) loop(ctx context.Context, cl *kgo.Client, timed bool) {
 	defer rr.wg.Done()
 	for {
+		if !timed {
+			rr.mu.Lock()
+			hold := rr.hold
+			rr.mu.Unlock()
+			if hold != nil {
+				select {
+				case <-hold:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
 			return
@@ -95,7 +109,7 @@ func (rr *resultReader) loop(ctx context.Context, cl *kgo.Client) {
 			if c == rr.target {
 				rr.targetSeen = now
 			}
-			if !mark.IsZero() && !r.Timestamp.Before(mark) {
+			if timed && !mark.IsZero() && !r.Timestamp.Before(mark) {
 				rr.latencies.add(now.Sub(r.Timestamp))
 			}
 		})
@@ -104,10 +118,27 @@ func (rr *resultReader) loop(ctx context.Context, cl *kgo.Client) {
 }
 
 // startLatency turns on latency sampling for records stamped at or after
-// mark.
+// mark, on the timed partitions. The clients of the others stop polling
+// (each keeps at most the fetch it has buffered) until endLatency, so the
+// reader's work and the broker's for it do not grow with the load of the
+// system measured.
 func (rr *resultReader) startLatency(mark time.Time) {
 	rr.mu.Lock()
 	rr.mark = mark
+	if rr.timed < len(rr.cls) && rr.hold == nil {
+		rr.hold = make(chan struct{})
+	}
+	rr.mu.Unlock()
+}
+
+// endLatency lets the untimed partitions' clients read on, so the results
+// they held back are counted.
+func (rr *resultReader) endLatency() {
+	rr.mu.Lock()
+	if rr.hold != nil {
+		close(rr.hold)
+		rr.hold = nil
+	}
 	rr.mu.Unlock()
 }
 

@@ -15,48 +15,19 @@ import (
 // results stamped at or after the mark.
 func TestResultReader(t *testing.T) {
 	const partitions = 4
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, "out"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	seeds := c.ListenAddrs()
+	seeds := fakeOut(t, partitions)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.TransactionalID("test-writer"),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	mark := time.Now().Truncate(time.Millisecond)
-	// write produces n records to every partition in one transaction,
-	// stamped at ts, and commits or aborts it.
-	write := func(n int, ts time.Time, commit bool) {
-		t.Helper()
-		if err := cl.BeginTransaction(); err != nil {
-			t.Fatal(err)
-		}
-		for p := range int32(partitions) {
-			for i := range n {
-				r := &kgo.Record{Topic: "out", Partition: p, Timestamp: ts, Value: fmt.Appendf(nil, "%d-%d", p, i)}
-				if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-		if err := cl.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := txnWriter(ctx, t, seeds, partitions)
 	write(5, mark.Add(-time.Second), true) // before the mark: counted, not timed
 	write(7, mark.Add(-time.Second), false)
 	write(3, mark, true) // at the mark: counted and timed
 	write(2, mark.Add(time.Second), true)
 
 	const want = partitions * (5 + 3 + 2)
-	rr, err := startResultReader(seeds, "out", partitions, want)
+	rr, err := startResultReader(seeds, "out", partitions, partitions, want)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,4 +54,117 @@ func TestResultReader(t *testing.T) {
 	if got, _, _, _ := rr.latencySummary(); got != partitions*(3+2+1) {
 		t.Fatalf("timed %d results, want %d", got, partitions*(3+2+1))
 	}
+}
+
+// fakeOut starts a kfake cluster with a topic "out" of the given
+// partitions, closed when the test ends, and returns its addresses.
+func fakeOut(t *testing.T, partitions int) []string {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(partitions), "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c.ListenAddrs()
+}
+
+// txnWriter returns a function that produces n records to every partition
+// of "out" in one transaction, stamped at ts, and commits or aborts it.
+func txnWriter(ctx context.Context, t *testing.T, seeds []string, partitions int) func(n int, ts time.Time, commit bool) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.TransactionalID("test-writer"),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return func(n int, ts time.Time, commit bool) {
+		t.Helper()
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for p := range int32(partitions) {
+			for i := range n {
+				r := &kgo.Record{Topic: "out", Partition: p, Timestamp: ts, Value: fmt.Appendf(nil, "%d-%d", p, i)}
+				if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := cl.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestResultReaderTimesSomePartitions checks that with one partition of
+// four timed, only its results are timed, that the other partitions'
+// clients stop reading while the latency phase runs, and that all results
+// are counted once it ends.
+func TestResultReaderTimesSomePartitions(t *testing.T) {
+	const partitions = 4
+	seeds := fakeOut(t, partitions)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	write := txnWriter(ctx, t, seeds, partitions)
+	ch := &child{name: "test", exited: make(chan struct{})}
+
+	rr, err := startResultReader(seeds, "out", partitions, 1, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rr.close()
+	// Every client has polled once and is waiting in its next poll.
+	mark := time.Now().Truncate(time.Millisecond)
+	write(1, mark.Add(-time.Second), true)
+	if err := rr.waitFor(ctx, partitions, ch, 30*time.Second, func(int64) {}); err != nil {
+		t.Fatal(err)
+	}
+	rr.startLatency(mark)
+	// waitTimed waits until the reader timed want results.
+	waitTimed := func(want int) {
+		t.Helper()
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			n, _, _, _ := rr.latencySummary()
+			if n > want {
+				t.Fatalf("timed %d results, want %d", n, want)
+			}
+			if n == want {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("timed %d results, waiting for %d: %v", n, want, ctx.Err())
+			case <-tick.C:
+			}
+		}
+	}
+	// The untimed clients' polls under way return the first of these
+	// transactions, or the first two, then they hold.
+	write(3, mark, true)
+	waitTimed(3)
+	write(2, mark.Add(time.Second), true)
+	waitTimed(5)
+	write(4, mark.Add(2*time.Second), true)
+	waitTimed(9)
+	if got, most := rr.count.Load(), int64(1+3+2+4+(partitions-1)*(1+3+2)); got > most {
+		t.Fatalf("counted %d results while the untimed partitions were held, want at most %d", got, most)
+	}
+	rr.endLatency()
+	const want = partitions * (1 + 3 + 2 + 4)
+	if err := rr.waitFor(ctx, want, ch, 30*time.Second, func(int64) {}); err != nil {
+		t.Fatal(err)
+	}
+	// One more committed record per partition shows a result counted
+	// twice; the timed count stays the first partition's.
+	write(1, mark.Add(3*time.Second), true)
+	if err := rr.waitFor(ctx, want+partitions, ch, 30*time.Second, func(int64) {}); err != nil {
+		t.Fatal(err)
+	}
+	if got := rr.count.Load(); got != want+partitions {
+		t.Fatalf("counted %d results, want %d", got, want+partitions)
+	}
+	waitTimed(3 + 2 + 4 + 1)
 }

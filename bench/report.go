@@ -124,8 +124,10 @@ type reportMeta struct {
 	LatencyPct  float64
 	LatencyRate float64 // records/s for all; 0: LatencyPct of each
 	LatencyDur  time.Duration
-	Quick       bool
-	Notes       []string
+	// LatencyParts is how many output partitions were timed (from 0).
+	LatencyParts int
+	Quick        bool
+	Notes        []string
 }
 
 // writeReports writes results.json and results.md into dir.
@@ -187,10 +189,14 @@ func renderMarkdown(meta reportMeta, results []Result) string {
 	w("- processing threads per instance: %d (onceflow `Workers`, Kafka Streams `num.stream.threads`; the raw pipe has one consumer and one producer)\n", max(meta.Threads, 1))
 	w("- host: %s/%s, %d CPUs (the systems, the broker and the measuring process share them)\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU())
 	w("- each figure is the median of %d repeat(s); records/s shows min–max\n", meta.Repeats)
+	timed := "every output partition"
+	if meta.LatencyParts > 0 && meta.LatencyParts < meta.Partitions {
+		timed = fmt.Sprintf("the results of %d of the %d output partitions (the reader holds the others until the phase ends)", meta.LatencyParts, meta.Partitions)
+	}
 	if meta.LatencyRate > 0 {
-		w("- latency: paced phase at %.0f records/s for every configuration (equal load) for %v; input timestamp to read_committed visibility\n\n", meta.LatencyRate, meta.LatencyDur)
+		w("- latency: paced phase at %.0f records/s for every configuration (equal load) for %v; input timestamp to read_committed visibility, timed on %s\n\n", meta.LatencyRate, meta.LatencyDur, timed)
 	} else {
-		w("- latency: paced phase at %.0f%% of the configuration's measured throughput for %v; input timestamp to read_committed visibility\n\n", meta.LatencyPct, meta.LatencyDur)
+		w("- latency: paced phase at %.0f%% of the configuration's measured throughput for %v; input timestamp to read_committed visibility, timed on %s\n\n", meta.LatencyPct, meta.LatencyDur, timed)
 	}
 	for _, n := range meta.Notes {
 		w("> note: %s\n\n", n)

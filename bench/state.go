@@ -127,7 +127,7 @@ func stateCmd(ctx context.Context, args []string) error {
 		return fmt.Errorf("state: %w", err)
 	}
 	defer os.RemoveAll(dirA)
-	rr, err := startResultReader(seeds, outTopic, statePartitions, int64(*keys))
+	rr, err := startResultReader(seeds, outTopic, statePartitions, statePartitions, int64(*keys))
 	if err != nil {
 		return err
 	}

@@ -196,17 +196,18 @@ func (s *suite) logf(format string, args ...any) {
 
 func (s *suite) meta() reportMeta {
 	return reportMeta{
-		Date:        s.started.Format(time.RFC3339),
-		Brokers:     s.brokers,
-		Partitions:  s.cfg.partitions,
-		Keys:        s.cfg.keys,
-		Threads:     s.cfg.threads,
-		Repeats:     s.cfg.repeat,
-		LatencyPct:  s.cfg.latencyFrac * 100,
-		LatencyRate: s.cfg.latencyRate,
-		LatencyDur:  s.cfg.latencyDur,
-		Quick:       s.cfg.quick,
-		Notes:       s.notes,
+		Date:         s.started.Format(time.RFC3339),
+		Brokers:      s.brokers,
+		Partitions:   s.cfg.partitions,
+		Keys:         s.cfg.keys,
+		Threads:      s.cfg.threads,
+		Repeats:      s.cfg.repeat,
+		LatencyPct:   s.cfg.latencyFrac * 100,
+		LatencyRate:  s.cfg.latencyRate,
+		LatencyDur:   s.cfg.latencyDur,
+		LatencyParts: s.cfg.latencyParts,
+		Quick:        s.cfg.quick,
+		Notes:        s.notes,
 	}
 }
 
@@ -358,7 +359,7 @@ func (s *suite) runOnce(ctx context.Context, rc runConfig, n int, tag string) (s
 	}
 	s.logf("%s: loaded %d records in %.1fs", tag, n, time.Since(loadStart).Seconds())
 
-	rr, err := startResultReader(s.seeds, out, s.cfg.partitions, int64(n))
+	rr, err := startResultReader(s.seeds, out, s.cfg.partitions, s.cfg.latencyParts, int64(n))
 	if err != nil {
 		return sm, err
 	}
@@ -424,6 +425,7 @@ func (s *suite) runOnce(ctx context.Context, rc runConfig, n int, tag string) (s
 	rr.startLatency(mark)
 	s.logf("%s: latency phase: %.0f records/s for %v", tag, sm.latencyRate, s.cfg.latencyDur)
 	m, err := pacedProduce(ctx, s.seeds, in, sm.latencyRate, s.cfg.latencyDur, n, s.cfg.keys, rc.ValueBytes)
+	rr.endLatency()
 	if err != nil {
 		return sm, err
 	}
