@@ -16,10 +16,10 @@ import (
 // resultReader reads the output topic read_committed from its start while
 // a system runs, and counts the results it sees. It notes when it saw the
 // first result and the target-th result (the end of the throughput phase),
-// and, once startLatency is called, the latency of every result stamped at
-// or after the mark: the time the reader saw it minus its timestamp (the
-// time the paced producer created the input record; every system keeps the
-// input record's timestamp).
+// and, once startLatency is called, the latency of every result of the
+// timed partitions stamped at or after the mark: the time the reader saw
+// it minus its timestamp (the time the paced producer created the input
+// record; every system keeps the input record's timestamp).
 //
 // Each partition has its own client. A transaction's results become
 // visible at once, and one client decodes a fetch response a partition
