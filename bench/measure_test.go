@@ -34,19 +34,7 @@ func TestResultReader(t *testing.T) {
 	defer rr.close()
 	rr.startLatency(mark)
 	ch := &child{name: "test", exited: make(chan struct{})}
-	if err := rr.waitFor(ctx, want, ch, 30*time.Second, func(int64) {}); err != nil {
-		t.Fatal(err)
-	}
-	// A result counted twice, or a control record counted as a result,
-	// may show only after the target: write one more committed record per
-	// partition, wait for those, and check the exact total.
-	write(1, mark.Add(2*time.Second), true)
-	if err := rr.waitFor(ctx, want+partitions, ch, 30*time.Second, func(int64) {}); err != nil {
-		t.Fatal(err)
-	}
-	if got := rr.count.Load(); got != want+partitions {
-		t.Fatalf("counted %d results, want %d", got, want+partitions)
-	}
+	countExactly(ctx, t, rr, ch, want, partitions, func() { write(1, mark.Add(2*time.Second), true) })
 	first, target, err := rr.snapshot()
 	if err != nil || first.IsZero() || target.IsZero() {
 		t.Fatalf("snapshot: first %v, target %v, err %v", first, target, err)
@@ -154,17 +142,26 @@ func TestResultReaderTimesSomePartitions(t *testing.T) {
 	}
 	rr.endLatency()
 	const want = partitions * (1 + 3 + 2 + 4)
+	countExactly(ctx, t, rr, ch, want, partitions, func() { write(1, mark.Add(3*time.Second), true) })
+	// The one more result per partition is timed on the first only.
+	waitTimed(3 + 2 + 4 + 1)
+}
+
+// countExactly waits until rr counted want results. A result counted
+// twice, or a control record counted as a result, may show only after
+// that: it then calls writeOne, which must commit one more record to
+// every partition, waits for those and checks the exact total.
+func countExactly(ctx context.Context, t *testing.T, rr *resultReader, ch *child, want int64, partitions int, writeOne func()) {
+	t.Helper()
 	if err := rr.waitFor(ctx, want, ch, 30*time.Second, func(int64) {}); err != nil {
 		t.Fatal(err)
 	}
-	// One more committed record per partition shows a result counted
-	// twice; the timed count stays the first partition's.
-	write(1, mark.Add(3*time.Second), true)
-	if err := rr.waitFor(ctx, want+partitions, ch, 30*time.Second, func(int64) {}); err != nil {
+	writeOne()
+	total := want + int64(partitions)
+	if err := rr.waitFor(ctx, total, ch, 30*time.Second, func(int64) {}); err != nil {
 		t.Fatal(err)
 	}
-	if got := rr.count.Load(); got != want+partitions {
-		t.Fatalf("counted %d results, want %d", got, want+partitions)
+	if got := rr.count.Load(); got != total {
+		t.Fatalf("counted %d results, want %d", got, total)
 	}
-	waitTimed(3 + 2 + 4 + 1)
 }
