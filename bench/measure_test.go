@@ -102,12 +102,12 @@ func TestResultReaderTimesSomePartitions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rr.close()
-	// Every client has polled once and is waiting in its next poll.
 	mark := time.Now().Truncate(time.Millisecond)
 	write(1, mark.Add(-time.Second), true)
 	if err := rr.waitFor(ctx, partitions, ch, 30*time.Second, func(int64) {}); err != nil {
 		t.Fatal(err)
 	}
+	// Every client has returned from a poll and is waiting in its next.
 	rr.startLatency(mark)
 	// waitTimed waits until the reader timed want results.
 	waitTimed := func(want int) {
@@ -130,21 +130,24 @@ func TestResultReaderTimesSomePartitions(t *testing.T) {
 		}
 	}
 	// The untimed clients' polls under way return the first of these
-	// transactions, or the first two, then they hold.
+	// transactions, or the first two, then they hold: the last two never
+	// reach their count, though the timed partition saw both.
 	write(3, mark, true)
 	waitTimed(3)
 	write(2, mark.Add(time.Second), true)
 	waitTimed(5)
 	write(4, mark.Add(2*time.Second), true)
 	waitTimed(9)
-	if got, most := rr.count.Load(), int64(1+3+2+4+(partitions-1)*(1+3+2)); got > most {
+	write(1, mark.Add(3*time.Second), true)
+	waitTimed(10)
+	if got, most := rr.count.Load(), int64(1+3+2+4+1+(partitions-1)*(1+3+2)); got > most {
 		t.Fatalf("counted %d results while the untimed partitions were held, want at most %d", got, most)
 	}
 	rr.endLatency()
-	const want = partitions * (1 + 3 + 2 + 4)
-	countExactly(ctx, t, rr, ch, want, partitions, func() { write(1, mark.Add(3*time.Second), true) })
+	const want = partitions * (1 + 3 + 2 + 4 + 1)
+	countExactly(ctx, t, rr, ch, want, partitions, func() { write(1, mark.Add(4*time.Second), true) })
 	// The one more result per partition is timed on the first only.
-	waitTimed(3 + 2 + 4 + 1)
+	waitTimed(3 + 2 + 4 + 1 + 1)
 }
 
 // countExactly waits until rr counted want results. A result counted
