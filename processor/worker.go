@@ -105,6 +105,17 @@ func newWorker(p *Processor, n int, meta *clusterMeta, db *state.DB) *worker {
 	return w
 }
 
+// producerLinger is how long the worker's client holds a partition's
+// first unsent record for more to batch with it. franz-go's default is
+// 10 ms; the processor sends at once. Under load records batch anyway,
+// while the requests in flight (five per broker) are answered, and a
+// commit's flush then waits for fewer of them: at 740,000 records/s the
+// copy's p99 at a fixed half load fell from a median of 149 to 126 ms
+// over four alternating pairs, and wordcount's from 134 to 123 ms over
+// three, with throughput unchanged or higher (bench/README.md). The
+// cost is 10-12% more broker CPU per record. KgoOpts can set another.
+const producerLinger = 0
+
 // clientOpts are the options every guarantee shares.
 func (w *worker) clientOpts() []kgo.Opt {
 	c := &w.p.cfg
@@ -117,6 +128,7 @@ func (w *worker) clientOpts() []kgo.Opt {
 		kgo.DisableAutoCommit(),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(producerLinger),
 		kgo.WithLogger(kgoLogger{w.log}),
 		kgo.OnPartitionsAssigned(w.onAssigned),
 		kgo.OnPartitionsRevoked(w.onRevoked),
