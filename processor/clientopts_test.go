@@ -10,8 +10,8 @@ import (
 )
 
 // TestClientLinger checks that a worker's client sends records at once
-// (franz-go's own default lingers 10 ms) and that KgoOpts, which both
-// workers append after their own options, can set another linger.
+// (franz-go's own default lingers 10 ms) and that KgoOpts, which
+// clientOpts puts last, can set another linger.
 func TestClientLinger(t *testing.T) {
 	b := topology.NewBuilder()
 	topology.AddSource(b, "in", topology.BytesSerde(), topology.BytesSerde(), "in")
@@ -29,7 +29,7 @@ func TestClientLinger(t *testing.T) {
 			t.Fatal(err)
 		}
 		w := newWorker(p, 0, &clusterMeta{}, nil)
-		cl, err := kgo.NewClient(append(w.clientOpts(), p.cfg.kgoOpts...)...)
+		cl, err := kgo.NewClient(w.clientOpts()...)
 		if err != nil {
 			t.Fatal(err)
 		}

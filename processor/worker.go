@@ -118,8 +118,10 @@ func newWorker(p *Processor, n int, meta *clusterMeta, db *state.DB) *worker {
 // set another.
 const producerLinger = 0
 
-// clientOpts are the options every guarantee shares.
-func (w *worker) clientOpts() []kgo.Opt {
+// clientOpts are the options of a worker's client: those every guarantee
+// shares, then the guarantee's own (extra), then the user's KgoOpts, which
+// come last so they win.
+func (w *worker) clientOpts(extra ...kgo.Opt) []kgo.Opt {
 	c := &w.p.cfg
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(c.brokers...),
@@ -139,7 +141,8 @@ func (w *worker) clientOpts() []kgo.Opt {
 	if c.staticMembership {
 		opts = append(opts, kgo.InstanceID(fmt.Sprintf("%s-%d", c.instanceID, w.n)))
 	}
-	return opts
+	opts = append(opts, extra...)
+	return append(opts, c.kgoOpts...)
 }
 
 func (w *worker) onRevoked(_ context.Context, _ *kgo.Client, lost map[string][]int32) {

@@ -56,12 +56,11 @@ func (w *worker) beginTxn() error {
 // together.
 func (w *worker) runExactlyOnce(ctx context.Context) error {
 	c := &w.p.cfg
-	opts := append(w.clientOpts(),
+	sess, err := kgo.NewGroupTransactSession(w.clientOpts(
 		kgo.TransactionalID(w.txnID),
 		kgo.TransactionTimeout(c.transactionTimeout),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-	)
-	sess, err := kgo.NewGroupTransactSession(append(opts, c.kgoOpts...)...)
+	)...)
 	if err != nil {
 		return fmt.Errorf("processor: create transactional client %s: %w", w.txnID, err)
 	}

@@ -13,8 +13,7 @@ import (
 // commits offsets right after each poll, before processing.
 func (w *worker) runPlain(ctx context.Context) error {
 	c := &w.p.cfg
-	opts := append(w.clientOpts(), kgo.BlockRebalanceOnPoll())
-	cl, err := kgo.NewClient(append(opts, c.kgoOpts...)...)
+	cl, err := kgo.NewClient(w.clientOpts(kgo.BlockRebalanceOnPoll())...)
 	if err != nil {
 		return fmt.Errorf("processor: create client: %w", err)
 	}
