@@ -156,7 +156,7 @@ func fixedResults() []Result {
 }
 
 func TestRatioTables(t *testing.T) {
-	md := renderMarkdown(reportMeta{Brokers: "b:9092", Partitions: 4, Keys: 100_000, Repeats: 1, LatencyPct: 50, LatencyDur: 10 * time.Second}, fixedResults())
+	md := renderMarkdown(reportMeta{Brokers: "b:9092", Partitions: 4, Keys: 100_000, Repeats: 1, LatencyPct: 50, LatencyDur: 10 * time.Second, CPU: "Test CPU"}, fixedResults())
 	for _, want := range []string{
 		// EOS/ALO: throughput halves, p99 7.5x.
 		"| onceflow | copy | 100ms | 100B | 100000 | 200000 | 0.50x | 150.0 | 20.0 | 7.50x |",
@@ -165,6 +165,8 @@ func TestRatioTables(t *testing.T) {
 		// onceflow/raw pipe.
 		"| copy | at-least-once | 100ms | 100B | 200000 | 400000 | 0.50x |",
 		"| copy | exactly-once | 100ms | 100B | 100000 | 400000 | 0.25x |",
+		// The header names the host's processor.
+		" CPUs (Test CPU); the systems",
 		// Unknown figures print as "-".
 		"| rawpipe | copy | none | - | 100B | 1000 | 400000 (400000–400000) | 40.0 | - |",
 		// CPU per record: 1 s, 0.5 s and 0.25 s over 1,000 records in 1 s.

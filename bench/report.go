@@ -128,6 +128,9 @@ type reportMeta struct {
 	LatencyParts int
 	Quick        bool
 	Notes        []string
+	// CPU is the host's processor model, empty if unknown: figures from
+	// two runs compare only on the same kind of machine.
+	CPU string
 }
 
 // writeReports writes results.json and results.md into dir.
@@ -187,7 +190,11 @@ func renderMarkdown(meta reportMeta, results []Result) string {
 	w("- run: %s, %s\n", meta.Date, kind)
 	w("- broker: %s; %d partitions per topic; %d distinct keys\n", meta.Brokers, meta.Partitions, meta.Keys)
 	w("- processing threads per instance: %d (onceflow `Workers`, Kafka Streams `num.stream.threads`; the raw pipe has one consumer and one producer)\n", max(meta.Threads, 1))
-	w("- host: %s/%s, %d CPUs (the systems, the broker and the measuring process share them)\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU())
+	cpu := ""
+	if meta.CPU != "" {
+		cpu = " (" + meta.CPU + ")"
+	}
+	w("- host: %s/%s, %d CPUs%s; the systems, the broker and the measuring process share them\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), cpu)
 	w("- each figure is the median of %d repeat(s); records/s shows min–max\n", meta.Repeats)
 	timed := "every output partition"
 	if meta.LatencyParts > 0 && meta.LatencyParts < meta.Partitions {

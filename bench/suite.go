@@ -208,7 +208,24 @@ func (s *suite) meta() reportMeta {
 		LatencyParts: s.cfg.latencyParts,
 		Quick:        s.cfg.quick,
 		Notes:        s.notes,
+		CPU:          cpuModel(),
 	}
+}
+
+// cpuModel returns the processor's model name from /proc/cpuinfo, or ""
+// where there is none (not Linux, or a kernel that does not say).
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
 }
 
 // records returns N for a configuration: the --records override, or the
