@@ -122,6 +122,12 @@ func TestThreadsFlag(t *testing.T) {
 	if cfg.threads != 1 {
 		t.Errorf("default --threads %d, want 1", cfg.threads)
 	}
+	if !cfg.warmup {
+		t.Error("the broker is not warmed up by default")
+	}
+	if cfg, err := parseSuiteFlags([]string{"--brokers", "b:9092", "--warmup=false"}); err != nil || cfg.warmup {
+		t.Fatalf("--warmup=false: %v, %+v", err, cfg)
+	}
 	if cfg, err = parseSuiteFlags([]string{"--brokers", "b:9092", "--threads", "2"}); err != nil || cfg.threads != 2 {
 		t.Fatalf("--threads 2: %v, %+v", err, cfg)
 	}
@@ -143,10 +149,11 @@ func fixedResults() []Result {
 		return Result{System: sys, Workload: wl, Guarantee: g, CommitIntervalMS: ms, ValueBytes: 100,
 			Records: 1000, RecordsPerSec: num(rps), MBPerSec: num(rps * 100 / 1e6), RecordsPerSecMin: num(rps), RecordsPerSecMax: num(rps),
 			P50MS: num(p99 / 2), P99MS: num(p99), MaxMS: num(p99), CPUS: 1, RSSMB: 100, Seconds: 1, StartupS: nan, Repeats: 1,
-			BrokerCPUS: 0.5, HarnessCPUS: 0.25}
+			BrokerCPUS: 0.5, HarnessCPUS: 0.25, LatencyRate: num(rps / 2), PacedBusyCores: 1.5}
 	}
 	pipe := mk(sysRawpipe, wlCopy, gNone, 0, 400_000, 10)
-	pipe.BrokerCPUS = nan // broker processes unknown
+	pipe.BrokerCPUS = nan     // broker processes unknown
+	pipe.PacedBusyCores = nan // so is their share of the paced phase
 	return []Result{
 		pipe,
 		mk(sysOnceflow, wlCopy, gAtLeastOnce, 100, 200_000, 20),
@@ -170,8 +177,9 @@ func TestRatioTables(t *testing.T) {
 		// Unknown figures print as "-".
 		"| rawpipe | copy | none | - | 100B | 1000 | 400000 (400000–400000) | 40.0 | - |",
 		// CPU per record: 1 s, 0.5 s and 0.25 s over 1,000 records in 1 s.
-		"| onceflow | copy | exactly-once | 100ms | 100B | 100000 | 1000.00 | 500.00 | 250.00 | 1.75 |",
-		"| rawpipe | copy | none | - | 100B | 400000 | 1000.00 | - | 250.00 | - |",
+		// ... and the cores busy while paced at half of it.
+		"| onceflow | copy | exactly-once | 100ms | 100B | 100000 | 1000.00 | 500.00 | 250.00 | 1.75 | 50000 | 1.50 |",
+		"| rawpipe | copy | none | - | 100B | 400000 | 1000.00 | - | 250.00 | - | 200000 | - |",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("results.md lacks\n%s\ngot:\n%s", want, md)
@@ -316,5 +324,16 @@ func TestResize(t *testing.T) {
 	}
 	if got, again := s.resize(short, 20_000_000, 18_750_000); again || got != 20_000_000 {
 		t.Fatalf("a short phase whose sized N is not larger: N=%d, again %v; want 20000000, false", got, again)
+	}
+}
+
+func TestBusyCores(t *testing.T) {
+	// 1 + 2 + 3 CPU seconds over 2 s of wall time: 3 cores.
+	if got := busyCores(2*time.Second, []float64{1, 2, 3}, []float64{2, 4, 6}); got != 3 {
+		t.Errorf("busyCores = %v, want 3", got)
+	}
+	// A process whose CPU time is unknown (-1) makes the sum unknown.
+	if got := busyCores(time.Second, []float64{1, -1}, []float64{2, 5}); !math.IsNaN(got) {
+		t.Errorf("busyCores with an unknown reading = %v, want NaN", got)
 	}
 }

@@ -65,6 +65,10 @@ type Result struct {
 	// phase; null when the broker's processes are unknown.
 	BrokerCPUS  num `json:"broker_cpu_s"`
 	HarnessCPUS num `json:"harness_cpu_s"`
+	// PacedBusyCores is how many cores the system, the broker and the
+	// suite's process (paced producer and reader) kept busy during the
+	// latency phase; null when the broker's processes are unknown.
+	PacedBusyCores num `json:"paced_busy_cores"`
 	// Threads is the instance's processing threads (--threads); the raw
 	// pipe always has one consumer and one producer.
 	Threads int `json:"threads"`
@@ -108,6 +112,7 @@ func summarize(rc runConfig, n int, samples []sample) Result {
 		CPUTotalS:        pick(func(s sample) float64 { return s.cpuTotal }),
 		BrokerCPUS:       pick(func(s sample) float64 { return s.brokerCPU }),
 		HarnessCPUS:      pick(func(s sample) float64 { return s.harnessCPU }),
+		PacedBusyCores:   pick(func(s sample) float64 { return s.pacedBusy }),
 	}
 	r.MBPerSec = num(float64(r.RecordsPerSec) * float64(rc.ValueBytes) / 1e6)
 	return r
@@ -127,6 +132,7 @@ type reportMeta struct {
 	// LatencyParts is how many output partitions were timed (from 0).
 	LatencyParts int
 	Quick        bool
+	Warmup       bool
 	Notes        []string
 	// CPU is the host's processor model, empty if unknown: figures from
 	// two runs compare only on the same kind of machine.
@@ -196,6 +202,9 @@ func renderMarkdown(meta reportMeta, results []Result) string {
 	}
 	w("- host: %s/%s, %d CPUs%s; the systems, the broker and the measuring process share them\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), cpu)
 	w("- each figure is the median of %d repeat(s); records/s shows min–max\n", meta.Repeats)
+	if meta.Warmup {
+		w("- before the first configuration, one unmeasured run of onceflow's exactly-once copy warmed the broker up\n")
+	}
 	timed := "every output partition"
 	if meta.LatencyParts > 0 && meta.LatencyParts < meta.Partitions {
 		timed = fmt.Sprintf("the results of %d of the %d output partitions (the reader holds the others until the phase ends)", meta.LatencyParts, meta.Partitions)
@@ -267,13 +276,14 @@ func renderMarkdown(meta reportMeta, results []Result) string {
 	w("\nCPU s ratio compares CPU seconds per input record of the throughput phase.\n")
 
 	w("\n## Where the CPU went\n\n")
-	w("CPU time per input record during the throughput phase (from the system's start to its last result): the system under test, the broker, and the suite's own process, which reads the results read_committed. Busy is their sum over the phase, in cores of the host's %d; near %d, the host, not the system, sets the pace.\n\n", runtime.NumCPU(), runtime.NumCPU())
-	w("| system | workload | guarantee | commit | value | records/s | system µs/record | broker µs/record | reader µs/record | busy cores |\n")
-	w("|---|---|---|---|---|---:|---:|---:|---:|---:|\n")
+	w("CPU time per input record during the throughput phase (from the system's start to its last result): the system under test, the broker, and the suite's own process, which reads the results read_committed. Busy is their sum over the phase, in cores of the host's %d; near %d, the host, not the system, sets the pace. Busy while paced is the same sum over the latency phase, with the paced producer in the suite's process: near %d, the latency measures the host's queues as much as the system.\n\n", runtime.NumCPU(), runtime.NumCPU(), runtime.NumCPU())
+	w("| system | workload | guarantee | commit | value | records/s | system µs/record | broker µs/record | reader µs/record | busy cores | paced rec/s | busy while paced |\n")
+	w("|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range results {
 		busy := num(float64(r.CPUS+r.BrokerCPUS+r.HarnessCPUS) / float64(r.Seconds))
-		w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.System, r.Workload, r.Guarantee, intervalLabel(r.CommitIntervalMS), sizeLabel(r.ValueBytes),
-			f(r.RecordsPerSec, 0), f(micros(r.CPUS, r.Records), 2), f(micros(r.BrokerCPUS, r.Records), 2), f(micros(r.HarnessCPUS, r.Records), 2), f(busy, 2))
+		w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.System, r.Workload, r.Guarantee, intervalLabel(r.CommitIntervalMS), sizeLabel(r.ValueBytes),
+			f(r.RecordsPerSec, 0), f(micros(r.CPUS, r.Records), 2), f(micros(r.BrokerCPUS, r.Records), 2), f(micros(r.HarnessCPUS, r.Records), 2), f(busy, 2),
+			f(r.LatencyRate, 0), f(r.PacedBusyCores, 2))
 	}
 
 	w("\n## onceflow / raw pipe\n\n")
