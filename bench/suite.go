@@ -491,7 +491,10 @@ func (s *suite) runOnce(ctx context.Context, rc runConfig, n int, tag string) (s
 		return sm, err
 	}
 	sm.latencyN, sm.p50, sm.p99, sm.max = rr.latencySummary()
-	sm.pacedBusy = busyCores(time.Since(mark), paced0, []float64{ch.cpuSeconds(), s.brokerCPUSeconds(), selfCPUSeconds()})
+	pacedWall, paced1 := time.Since(mark), []float64{ch.cpuSeconds(), s.brokerCPUSeconds(), selfCPUSeconds()}
+	sm.pacedBusy = busyCores(pacedWall, paced0, paced1)
+	s.logf("%s: latency phase kept %.2f cores busy over %.1fs (system %.1fs, broker %.1fs, suite %.1fs of CPU)", tag, sm.pacedBusy, pacedWall.Seconds(),
+		cpuSince(paced1[0], paced0[0]), cpuSince(paced1[1], paced0[1]), cpuSince(paced1[2], paced0[2]))
 
 	u, stopErr := ch.stop(45 * time.Second)
 	stopped = true
