@@ -60,7 +60,7 @@ func (w *worker) beginTxn() error {
 // 20,000 records/s (copy, 100 ms interval, two alternating pairs) the
 // processor used 1.6-1.8 s of CPU per 15 s instead of 4.7-4.8 and the
 // broker 5.5-5.7 s instead of 8.4-12.7, for a p99 of 117-118 ms instead
-// of 109-114; nearer the host's limit, where every core counts, the p99
+// of 108-114; nearer the host's limit, where every core counts, the p99
 // fell in seven alternating pairs of eight (copy at 450,000 records/s:
 // 165-443 ms against 185-694; wordcount at 230,000: 147-254 against
 // 166-348). Commit intervals under eosFetchMinInterval keep franz-go's
