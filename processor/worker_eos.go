@@ -50,51 +50,17 @@ func (w *worker) beginTxn() error {
 	return nil
 }
 
-// Under exactly-once a record waits for its transaction's commit, about
-// one commit interval, so the worker's client lets the broker gather
-// input before it answers a fetch: until it has eosFetchMinBytes or
-// eosFetchMaxWait passed (franz-go's least), instead of answering as soon
-// as anything arrived (franz-go's default of one byte). Below full speed
-// a fetch otherwise returns the few records appended since the last, and
-// the fetches cost both sides more CPU than the records: at a fixed
-// 20,000 records/s (copy, 100 ms interval, two alternating pairs) the
-// processor used 1.6-1.8 s of CPU per 15 s instead of 4.7-4.8 and the
-// broker 5.5-5.7 s instead of 8.4-12.7, for a p99 of 117-118 ms instead
-// of 108-114; nearer the host's limit, where every core counts, the p99
-// fell in seven alternating pairs of eight (copy at 450,000 records/s:
-// 165-443 ms against 185-694; wordcount at 230,000: 147-254 against
-// 166-348). Commit intervals under eosFetchMinInterval keep franz-go's
-// defaults, since the wait would be a large share of their latency.
-// KgoOpts can set either.
-const (
-	eosFetchMinBytes    = 64 << 10
-	eosFetchMaxWait     = 10 * time.Millisecond
-	eosFetchMinInterval = 100 * time.Millisecond
-)
-
-// exactlyOnceOpts are the client options exactly-once adds to
-// clientOpts: the transactional id, read_committed, and the fetch
-// batching above.
-func (w *worker) exactlyOnceOpts() []kgo.Opt {
-	c := &w.p.cfg
-	opts := []kgo.Opt{
-		kgo.TransactionalID(w.txnID),
-		kgo.TransactionTimeout(c.transactionTimeout),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-	}
-	if c.commitInterval >= eosFetchMinInterval {
-		opts = append(opts, kgo.FetchMinBytes(eosFetchMinBytes), kgo.FetchMaxWait(eosFetchMaxWait))
-	}
-	return opts
-}
-
 // runExactlyOnce is the read-process-write loop of DESIGN.md: poll, process
 // into the open transaction, and every commit interval (or after
 // MaxRecordsPerTransaction records) flush and commit outputs and offsets
 // together.
 func (w *worker) runExactlyOnce(ctx context.Context) error {
 	c := &w.p.cfg
-	sess, err := kgo.NewGroupTransactSession(w.clientOpts(w.exactlyOnceOpts()...)...)
+	sess, err := kgo.NewGroupTransactSession(w.clientOpts(
+		kgo.TransactionalID(w.txnID),
+		kgo.TransactionTimeout(c.transactionTimeout),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+	)...)
 	if err != nil {
 		return fmt.Errorf("processor: create transactional client %s: %w", w.txnID, err)
 	}
