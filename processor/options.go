@@ -204,8 +204,7 @@ func Logger(l *slog.Logger) Opt { return optFunc(func(c *cfg) { c.logger = l }) 
 // creates, after its own (so they win). Options that change the group, the
 // transactional id or the isolation level break the guarantee; use them to
 // tune fetch sizes and waits, linger, TLS or SASL (the processor sets
-// ProducerLinger and, under exactly-once, FetchMinBytes and FetchMaxWait;
-// see the README).
+// ProducerLinger; the README has a fetch setting for a steady load).
 func KgoOpts(opts ...kgo.Opt) Opt {
 	return optFunc(func(c *cfg) { c.kgoOpts = append(c.kgoOpts, opts...) })
 }
