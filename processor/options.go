@@ -117,8 +117,14 @@ type cfg struct {
 	stateOpts          state.Options
 	storeCacheBytes    int64
 	storeApplyInterval time.Duration
+	pollPace           time.Duration
+	pollPaceSet        bool
 	onRestore          func(RestoreProgress)
 }
+
+// maxDefaultPollPace caps the default PollPace: at 10 ms a producer that
+// sends every few milliseconds is fetched in a few requests per interval.
+const maxDefaultPollPace = 10 * time.Millisecond
 
 func defaultCfg() cfg {
 	return cfg{
@@ -190,6 +196,21 @@ func MaxRecordsPerTransaction(n int) Opt { return optFunc(func(c *cfg) { c.maxRe
 // past the commit interval, since a polled batch is processed whole before
 // the transaction ends.
 func MaxPollRecords(n int) Opt { return optFunc(func(c *cfg) { c.maxPollRecords = n }) }
+
+// PollPace spaces an exactly-once worker's polls while its transaction is
+// open, so that a steady trickle of input is fetched in batches of about d
+// rather than one small fetch per producer request. Outputs become visible
+// only when the transaction commits, so a record that waits up to d on the
+// broker in mid-transaction is not seen any later, and the worker stops
+// pacing for the transaction's last stretch (longer the busier it was in
+// the last transaction; not at all above 80% busy) so that what arrives
+// near the commit still makes it in. An idle worker is not paced: its
+// fetch waits on the broker as before. The default is a tenth of the
+// commit interval, at most 10 ms; 0 turns pacing off. Ignored under the
+// other guarantees, whose outputs are visible as soon as they are written.
+func PollPace(d time.Duration) Opt {
+	return optFunc(func(c *cfg) { c.pollPace, c.pollPaceSet = d, true })
+}
 
 // OnError sets what happens to a record that fails to deserialize or
 // process (Kafka Streams' deserialization and processing exception
@@ -337,6 +358,9 @@ func (c *cfg) validate() error {
 	} else if c.guarantee == ExactlyOnce && c.commitInterval >= c.transactionTimeout {
 		bad("CommitInterval: %v must be shorter than TransactionTimeout %v under exactly-once", c.commitInterval, c.transactionTimeout)
 	}
+	if c.pollPace < 0 {
+		bad("PollPace: must not be negative, got %s", c.pollPace)
+	}
 	if c.storeApplyInterval < 0 {
 		bad("StoreApplyInterval: must not be negative, got %s", c.storeApplyInterval)
 	}
@@ -359,6 +383,9 @@ func (c *cfg) finish() {
 		if c.guarantee == ExactlyOnce {
 			c.commitInterval = 100 * time.Millisecond
 		}
+	}
+	if !c.pollPaceSet {
+		c.pollPace = max(0, min(c.commitInterval/10, maxDefaultPollPace))
 	}
 	if c.instanceID == "" {
 		host, err := os.Hostname()

@@ -26,6 +26,15 @@ type txnState struct {
 	due     time.Time // when the open transaction should end
 	lastEnd time.Time // when ending the previous one began
 	records int
+
+	// Pacing (see PollPace): when the last poll began, whether it left
+	// records behind (see behindBroker), and the time spent processing and
+	// waiting for records in the open transaction; util is the busy share
+	// of the last one.
+	polled     time.Time
+	behind     bool
+	busy, idle time.Duration
+	util       float64
 }
 
 // beforeSend makes sure a produced record lands in a transaction under
@@ -46,6 +55,7 @@ func (w *worker) beginTxn() error {
 	// then waits at most about an interval plus one commit. After an idle
 	// spell the new transaction is due at once, after its first batch.
 	w.txn.open, w.txn.records = true, 0
+	w.txn.busy, w.txn.idle = 0, 0
 	w.txn.due = laterOf(w.txn.lastEnd.Add(w.p.cfg.commitInterval), time.Now())
 	return nil
 }
@@ -92,21 +102,33 @@ func (w *worker) runExactlyOnce(ctx context.Context) error {
 		// Poll until the transaction is due, or one interval when idle so
 		// wall-clock punctuators get their turn.
 		deadline := time.Now().Add(c.commitInterval)
-		if w.txn.open {
+		wasOpen := w.txn.open
+		waitFrom := time.Now()
+		if wasOpen {
 			deadline = w.txn.due
+			if c.pollPace > 0 && !w.txn.behind {
+				w.waitUntil(ctx, w.txn.paceUntil(c.pollPace))
+			}
 		}
+		w.txn.polled = time.Now()
 		fs := w.poll(ctx, deadline)
 		if err := w.fetchErr(fs); err != nil {
 			w.abortQuietly()
 			return err
 		}
+		w.txn.behind = fs.NumRecords() >= c.maxPollRecords || behindBroker(fs)
 		if !fs.Empty() && !w.txn.open {
 			if err := w.beginTxn(); err != nil {
 				return w.fenceOr(err)
 			}
 		}
+		processFrom := time.Now()
 		n, procErr := w.processBatch(fs)
 		w.txn.records += n
+		if wasOpen {
+			w.txn.idle += processFrom.Sub(waitFrom)
+		}
+		w.txn.busy += time.Since(processFrom)
 		if procErr != nil {
 			w.abortQuietly()
 			return w.fenceOr(procErr)
@@ -145,6 +167,7 @@ func (w *worker) endTxnWithin(want kgo.TransactionEndTry, limit time.Duration) e
 	}
 	committed, err := w.txn.sess.End(ctx, want)
 	w.txn.open = false
+	w.txn.endSpell()
 	if err != nil {
 		return w.fenceOr(fmt.Errorf("processor: end transaction %s: %w", w.txnID, err))
 	}
@@ -208,6 +231,68 @@ func (w *worker) shutdownExactlyOnce() error {
 		return nil
 	}
 	return err
+}
+
+// maxPacedUtil is the busy share of a transaction above which the next one
+// is not paced: its last stretch would have to be most of the interval.
+const maxPacedUtil = 0.8
+
+// paceUntil returns when the next poll of the open transaction may begin:
+// pace after the last one began, and no later than the start of the
+// transaction's last stretch, which is unpaced. The records that waited on
+// the broker are at most two paces' worth when the stretch begins; at the
+// last transaction's busy share u the worker clears them in 2·pace·u/(1−u)
+// while keeping up with new ones, so the stretch is that plus a pace.
+func (t *txnState) paceUntil(pace time.Duration) time.Time {
+	if t.util >= maxPacedUtil {
+		return time.Time{}
+	}
+	stretch := pace + time.Duration(float64(2*pace)*t.util/(1-t.util))
+	return earlierOf(t.polled.Add(pace), t.due.Add(-stretch))
+}
+
+// endSpell records the busy share of the transaction that just ended, for
+// pacing the next one.
+func (t *txnState) endSpell() {
+	if total := t.busy + t.idle; total > 0 {
+		t.util = float64(t.busy) / float64(total)
+	}
+}
+
+// behindBroker tells whether a poll left records on the broker: a
+// partition whose last polled record is more than one offset short of the
+// last stable offset the fetch reported (one offset is a transaction
+// marker's). A worker that is behind is not paced.
+func behindBroker(fs kgo.Fetches) bool {
+	behind := false
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
+		if n := len(p.Records); n > 0 && p.LastStableOffset-(p.Records[n-1].Offset+1) > 1 {
+			behind = true
+		}
+	})
+	return behind
+}
+
+// waitUntil returns at t or when ctx is done, whichever comes first.
+func (w *worker) waitUntil(ctx context.Context, t time.Time) {
+	d := time.Until(t)
+	if d <= 0 {
+		return
+	}
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+	case <-ctx.Done():
+	}
+}
+
+// earlierOf returns the earlier of a and b.
+func earlierOf(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // laterOf returns the later of a and b.

@@ -1,0 +1,123 @@
+package processor
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// TestPaceUntil checks when an exactly-once worker's next poll may begin:
+// a pace after the last, never inside the transaction's unpaced last
+// stretch (a pace, plus two paces times u/(1-u) at the last transaction's
+// busy share u), and at once above maxPacedUtil.
+func TestPaceUntil(t *testing.T) {
+	base := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return base.Add(time.Duration(ms) * time.Millisecond) }
+	const pace = 10 * time.Millisecond
+	for _, tc := range []struct {
+		name   string
+		polled int // ms
+		util   float64
+		want   time.Time
+	}{
+		{"early in an idle transaction", 0, 0, at(10)},
+		{"reaching the last stretch", 85, 0, at(90)},
+		{"inside the last stretch", 95, 0, at(90)},
+		{"half busy: stretch of three paces", 60, 0.5, at(70)},
+		{"half busy, reaching the stretch", 65, 0.5, at(70)},
+		{"three quarters busy: stretch of seven paces", 20, 0.75, at(30)},
+		{"three quarters busy, late", 25, 0.75, at(30)},
+		{"busier than the cap", 0, 0.8, time.Time{}},
+		{"fully busy", 0, 1, time.Time{}},
+	} {
+		tr := txnState{polled: at(tc.polled), due: at(100), util: tc.util}
+		if got := tr.paceUntil(pace); !got.Equal(tc.want) {
+			t.Errorf("%s: paceUntil = %v after base, want %v", tc.name, got.Sub(base), tc.want.Sub(base))
+		}
+	}
+}
+
+// TestEndSpell checks the busy share a transaction leaves for the next,
+// and that a transaction with no measured time keeps the last share.
+func TestEndSpell(t *testing.T) {
+	tr := txnState{busy: 30 * time.Millisecond, idle: 90 * time.Millisecond}
+	tr.endSpell()
+	if tr.util != 0.25 {
+		t.Fatalf("util = %v, want 0.25", tr.util)
+	}
+	tr.busy, tr.idle = 0, 0
+	tr.endSpell()
+	if tr.util != 0.25 {
+		t.Fatalf("util after an empty transaction = %v, want 0.25 kept", tr.util)
+	}
+}
+
+// TestPollPaceDefault checks PollPace's default (a tenth of the commit
+// interval, at most 10 ms), that an explicit value (0 included) is kept,
+// and that a negative one is refused naming the option.
+func TestPollPaceDefault(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts []Opt
+		want time.Duration
+	}{
+		{"exactly-once default interval", nil, 10 * time.Millisecond},
+		{"10 ms interval", []Opt{CommitInterval(10 * time.Millisecond)}, time.Millisecond},
+		{"1 s interval", []Opt{CommitInterval(time.Second)}, 10 * time.Millisecond},
+		{"off", []Opt{PollPace(0)}, 0},
+		{"explicit", []Opt{PollPace(25 * time.Millisecond)}, 25 * time.Millisecond},
+	} {
+		c := defaultCfg()
+		for _, o := range tc.opts {
+			o.apply(&c)
+		}
+		c.finish()
+		if c.pollPace != tc.want {
+			t.Errorf("%s: pollPace = %v, want %v", tc.name, c.pollPace, tc.want)
+		}
+	}
+	c := defaultCfg()
+	for _, o := range []Opt{Brokers("127.0.0.1:9092"), ApplicationID("app"), PollPace(-time.Millisecond)} {
+		o.apply(&c)
+	}
+	c.finish()
+	err := c.validate()
+	if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "PollPace: must not be negative, got -1ms") {
+		t.Fatalf("validate with PollPace(-1ms) = %v, want ErrInvalidConfig naming PollPace and -1ms", err)
+	}
+}
+
+// TestBehindBroker checks which polls count as leaving records on the
+// broker: more than one offset between a partition's last polled record
+// and its last stable offset (one is a transaction marker's).
+func TestBehindBroker(t *testing.T) {
+	fetch := func(parts ...kgo.FetchPartition) kgo.Fetches {
+		return kgo.Fetches{{Topics: []kgo.FetchTopic{{Topic: "in", Partitions: parts}}}}
+	}
+	part := func(p int32, lastOffset, lso int64) kgo.FetchPartition {
+		fp := kgo.FetchPartition{Partition: p, LastStableOffset: lso, HighWatermark: lso}
+		if lastOffset >= 0 {
+			fp.Records = []*kgo.Record{{Topic: "in", Partition: p, Offset: lastOffset}}
+		}
+		return fp
+	}
+	for _, tc := range []struct {
+		name string
+		fs   kgo.Fetches
+		want bool
+	}{
+		{"caught up", fetch(part(0, 9, 10)), false},
+		{"a marker after the last record", fetch(part(0, 9, 11)), false},
+		{"two offsets left", fetch(part(0, 9, 12)), true},
+		{"one partition of two behind", fetch(part(0, 9, 10), part(1, 4, 5000)), true},
+		{"a partition with no records", fetch(part(0, -1, 5000)), false},
+		{"no fetch", nil, false},
+	} {
+		if got := behindBroker(tc.fs); got != tc.want {
+			t.Errorf("%s: behindBroker = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
