@@ -100,7 +100,9 @@ func (w *worker) runExactlyOnce(ctx context.Context) error {
 			}
 		}
 		// Poll until the transaction is due, or one interval when idle so
-		// wall-clock punctuators get their turn.
+		// wall-clock punctuators get their turn. Within a transaction the
+		// polls are paced (see PollPace and paceUntil) unless the last
+		// one left records behind.
 		deadline := time.Now().Add(c.commitInterval)
 		wasOpen := w.txn.open
 		waitFrom := time.Now()
