@@ -204,10 +204,12 @@ func MaxPollRecords(n int) Opt { return optFunc(func(c *cfg) { c.maxPollRecords 
 // broker in mid-transaction is not seen any later, and the worker stops
 // pacing for the transaction's last stretch (longer the busier it was in
 // the last transaction; not at all above 80% busy) so that what arrives
-// near the commit still makes it in. An idle worker is not paced: its
-// fetch waits on the broker as before. The default is a tenth of the
-// commit interval, at most 10 ms; 0 turns pacing off. Ignored under the
-// other guarantees, whose outputs are visible as soon as they are written.
+// near the commit still makes it in. A worker whose last poll left
+// records on the broker polls again at once, and an idle one is not
+// paced: its fetch waits on the broker as before. The default is a tenth
+// of the commit interval, at most 10 ms; 0 turns pacing off. Ignored
+// under the other guarantees, whose outputs are visible as soon as they
+// are written. Kafka Streams has no counterpart.
 func PollPace(d time.Duration) Opt {
 	return optFunc(func(c *cfg) { c.pollPace, c.pollPaceSet = d, true })
 }
