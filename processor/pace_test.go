@@ -40,16 +40,16 @@ func TestPaceUntil(t *testing.T) {
 	}
 }
 
-// TestEndSpell checks the busy share a transaction leaves for the next,
+// TestNoteUtil checks the busy share a transaction leaves for the next,
 // and that a transaction with no measured time keeps the last share.
-func TestEndSpell(t *testing.T) {
+func TestNoteUtil(t *testing.T) {
 	tr := txnState{busy: 30 * time.Millisecond, idle: 90 * time.Millisecond}
-	tr.endSpell()
+	tr.noteUtil()
 	if tr.util != 0.25 {
 		t.Fatalf("util = %v, want 0.25", tr.util)
 	}
 	tr.busy, tr.idle = 0, 0
-	tr.endSpell()
+	tr.noteUtil()
 	if tr.util != 0.25 {
 		t.Fatalf("util after an empty transaction = %v, want 0.25 kept", tr.util)
 	}

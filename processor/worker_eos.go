@@ -109,7 +109,7 @@ func (w *worker) runExactlyOnce(ctx context.Context) error {
 		if wasOpen {
 			deadline = w.txn.due
 			if c.pollPace > 0 && !w.txn.behind {
-				w.waitUntil(ctx, w.txn.paceUntil(c.pollPace))
+				sleepUntil(ctx, w.txn.paceUntil(c.pollPace))
 			}
 		}
 		w.txn.polled = time.Now()
@@ -169,7 +169,7 @@ func (w *worker) endTxnWithin(want kgo.TransactionEndTry, limit time.Duration) e
 	}
 	committed, err := w.txn.sess.End(ctx, want)
 	w.txn.open = false
-	w.txn.endSpell()
+	w.txn.noteUtil()
 	if err != nil {
 		return w.fenceOr(fmt.Errorf("processor: end transaction %s: %w", w.txnID, err))
 	}
@@ -253,9 +253,9 @@ func (t *txnState) paceUntil(pace time.Duration) time.Time {
 	return earlierOf(t.polled.Add(pace), t.due.Add(-stretch))
 }
 
-// endSpell records the busy share of the transaction that just ended, for
+// noteUtil records the busy share of the transaction that just ended, for
 // pacing the next one.
-func (t *txnState) endSpell() {
+func (t *txnState) noteUtil() {
 	if total := t.busy + t.idle; total > 0 {
 		t.util = float64(t.busy) / float64(total)
 	}
@@ -275,8 +275,8 @@ func behindBroker(fs kgo.Fetches) bool {
 	return behind
 }
 
-// waitUntil returns at t or when ctx is done, whichever comes first.
-func (w *worker) waitUntil(ctx context.Context, t time.Time) {
+// sleepUntil returns at t or when ctx is done, whichever comes first.
+func sleepUntil(ctx context.Context, t time.Time) {
 	d := time.Until(t)
 	if d <= 0 {
 		return
