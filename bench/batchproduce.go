@@ -115,13 +115,11 @@ func pacedProduce(ctx context.Context, seeds []string, topic string, rate float6
 		}
 		leaders[p] = pd.Leader
 	}
-	keyT := newKeyTable(keys)
-	vals := newValueSource(valueBytes)
-	partOf := make([]int32, keys)
-	part := kgo.StickyKeyPartitioner(nil).ForTopic(topic)
-	for j := range keys {
-		partOf[j] = int32(part.Partition(&kgo.Record{Key: keyT.at(j)}, nparts))
+	if nparts > maxPacedPartitions {
+		return 0, fmt.Errorf("paced producer: %s has %d partitions, at most %d supported (--partitions)", topic, nparts, maxPacedPartitions)
 	}
+	vals := newValueSource(valueBytes)
+	partOf := pacedPartitions(topic, keys, nparts)
 
 	var (
 		acked  atomic.Int64
@@ -129,20 +127,10 @@ func pacedProduce(ctx context.Context, seeds []string, topic string, rate float6
 		wg     sync.WaitGroup
 	)
 	fail := func(err error) { failed.CompareAndSwap(nil, &err) }
-	// Batch buffers go back to the free list once their request is
-	// answered; at most inflight requests are outstanding.
-	const inflight = 64
 	const maxRequestRecords = 4096 // about 130 KiB per partition of four at 100 B values
-	free := make(chan []*batchWriter, inflight)
-	for range inflight {
-		ws := make([]*batchWriter, nparts)
-		for p := range ws {
-			ws[p] = &batchWriter{}
-		}
-		free <- ws
-	}
+	free := newWriterStack(nparts)
 	send := func(ws []*batchWriter) {
-		defer func() { free <- ws }()
+		defer free.put(ws)
 		ts := time.Now().UnixMilli()
 		reqs := map[int32]*kmsg.ProduceRequest{}
 		counts := map[int32]int64{}
@@ -198,20 +186,19 @@ loop:
 		// flight, a pause of the process) a single batch could grow past
 		// the broker's message size limit.
 		for want := int(rate * el.Seconds()); sent < want; {
-			var ws []*batchWriter
-			select {
-			case ws = <-free:
-			case <-ctx.Done():
-				stop = ctx.Err()
+			ws, err := free.take(ctx)
+			if err != nil {
+				stop = err
 				break loop
 			}
 			for _, w := range ws {
 				w.reset()
 			}
+			var kb [16]byte
 			for end := min(want, sent+maxRequestRecords); sent < end; sent++ {
 				i := uint64(first + sent)
-				j := keyT.index(i)
-				ws[partOf[j]].add(keyT.at(j), vals.value(i))
+				j := keyIndex(i, keys)
+				ws[partOf[j]].add(appendKey(kb[:0], j), vals.value(i))
 			}
 			wg.Add(1)
 			go func() {
@@ -234,4 +221,70 @@ loop:
 		return int(acked.Load()), fmt.Errorf("paced producer: %w", stop)
 	}
 	return int(acked.Load()), nil
+}
+
+// maxPacedPartitions bounds the partitions the paced producer writes to:
+// it keeps each key's partition in a byte.
+const maxPacedPartitions = 256
+
+// pacedPartitions returns the partition of each key of the key space, as
+// franz-go's default partitioner (which loaded the input) places it: a
+// byte per key, so that the table (100 KB for 100,000 keys) mostly stays
+// in the CPU's cache while the paced producer looks up a key at random
+// for every record.
+func pacedPartitions(topic string, keys, nparts int) []uint8 {
+	part := kgo.StickyKeyPartitioner(nil).ForTopic(topic)
+	partOf := make([]uint8, keys)
+	var kb [16]byte
+	for j := range keys {
+		partOf[j] = uint8(part.Partition(&kgo.Record{Key: appendKey(kb[:0], j)}, nparts))
+	}
+	return partOf
+}
+
+// writerStack is the paced producer's free list of batch buffers, one
+// batchWriter per partition in each set: at most writerSets requests are
+// outstanding. The set answered last is taken first, while its memory is
+// still in the CPU's cache; a queue handed out the set idle longest, and
+// writing records into it cost a cache miss per line.
+type writerStack struct {
+	mu    sync.Mutex
+	sets  [][]*batchWriter
+	slots chan struct{} // one token per set in the stack
+}
+
+const writerSets = 64
+
+func newWriterStack(nparts int) *writerStack {
+	s := &writerStack{slots: make(chan struct{}, writerSets)}
+	for range writerSets {
+		ws := make([]*batchWriter, nparts)
+		for p := range ws {
+			ws[p] = &batchWriter{}
+		}
+		s.put(ws)
+	}
+	return s
+}
+
+// take returns the set put back last, waiting for one if all are in use.
+func (s *writerStack) take(ctx context.Context) ([]*batchWriter, error) {
+	select {
+	case <-s.slots:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ws := s.sets[len(s.sets)-1]
+	s.sets = s.sets[:len(s.sets)-1]
+	return ws, nil
+}
+
+// put returns a set to the stack.
+func (s *writerStack) put(ws []*batchWriter) {
+	s.mu.Lock()
+	s.sets = append(s.sets, ws)
+	s.mu.Unlock()
+	s.slots <- struct{}{}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"hash/crc32"
 	"math"
 	"slices"
@@ -227,17 +228,26 @@ func TestBrokerPIDs(t *testing.T) {
 	}
 }
 
-func TestKeyTable(t *testing.T) {
+func TestAppendKey(t *testing.T) {
 	// 1,000,050 keys cross from 7-byte keys ("w999999") to 8-byte ones.
 	for _, keys := range []int{1, 26, 100_000, 1_000_050} {
-		kt := newKeyTable(keys)
-		for i := range uint64(20_000) {
-			if got, want := kt.at(kt.index(i)), keyOf(i, keys); !bytes.Equal(got, want) {
-				t.Fatalf("keys=%d: at(index(%d)) = %q, keyOf gives %q", keys, i, got, want)
+		for n := range uint64(20_001) {
+			i := n
+			if n == 20_000 {
+				i = 1 << 40
+			}
+			want := fmt.Sprintf("w%06d", spread(i)%uint64(keys))
+			if got := appendKey([]byte("x"), keyIndex(i, keys)); string(got) != "x"+want {
+				t.Fatalf("keys=%d: appendKey(x, keyIndex(%d)) = %q, want x%s", keys, i, got, want)
+			}
+			if got := keyOf(i, keys); string(got) != want {
+				t.Fatalf("keys=%d: keyOf(%d) = %q, want %s", keys, i, got, want)
 			}
 		}
-		if got, want := kt.at(kt.index(1<<40)), keyOf(1<<40, keys); !bytes.Equal(got, want) {
-			t.Fatalf("keys=%d: at(index(1<<40)) = %q, keyOf gives %q", keys, got, want)
+	}
+	for _, j := range []int{0, 7, 999_999, 1_000_000, 123_456_789} {
+		if got, want := string(appendKey(nil, j)), fmt.Sprintf("w%06d", j); got != want {
+			t.Errorf("appendKey(%d) = %q, want %q", j, got, want)
 		}
 	}
 }
@@ -246,12 +256,13 @@ func TestKeyTable(t *testing.T) {
 // protocol package: header fields, checksum, and every record's key, value
 // and offset delta.
 func TestBatchWriter(t *testing.T) {
-	kt, vals := newKeyTable(1000), newValueSource(100)
+	vals := newValueSource(100)
+	key := func(i int) []byte { return keyOf(uint64(i), 1000) }
 	var w batchWriter
 	for round, n := range []int{1, 3, 700} { // 700 records: offset deltas past one varint byte
 		w.reset()
 		for i := range n {
-			w.add(kt.at(kt.index(uint64(i))), vals.value(uint64(i)))
+			w.add(key(i), vals.value(uint64(i)))
 		}
 		ts := int64(1_700_000_000_000 + round)
 		raw := w.finish(ts)
@@ -279,7 +290,7 @@ func TestBatchWriter(t *testing.T) {
 			}
 			src = src[k+int(l):]
 			if r.OffsetDelta != int32(i) || r.TimestampDelta64 != 0 || len(r.Headers) != 0 ||
-				!bytes.Equal(r.Key, kt.at(kt.index(uint64(i)))) || !bytes.Equal(r.Value, vals.value(uint64(i))) {
+				!bytes.Equal(r.Key, key(i)) || !bytes.Equal(r.Value, vals.value(uint64(i))) {
 				t.Fatalf("n=%d: record %d = %+v", n, i, r)
 			}
 		}
@@ -292,16 +303,15 @@ func TestBatchWriter(t *testing.T) {
 // TestPacedPartitions: the paced producer places keys as franz-go's default
 // partitioner (which loaded the input) does.
 func TestPacedPartitions(t *testing.T) {
-	kt := newKeyTable(100_000)
-	sticky := kgo.StickyKeyPartitioner(nil).ForTopic("t")
+	partOf := pacedPartitions("t", 100_000, 4)
 	def, ok := kgo.UniformBytesPartitioner(64<<10, true, true, nil).ForTopic("t").(kgo.TopicBackupPartitioner)
 	if !ok {
 		t.Fatal("franz-go's default partitioner is no longer a TopicBackupPartitioner")
 	}
 	for j := range 100_000 {
-		r := &kgo.Record{Key: kt.at(j)}
-		if a, b := sticky.Partition(r, 4), def.PartitionByBackup(r, 4, nil); a != b {
-			t.Fatalf("key %q: partition %d, default partitioner %d", kt.at(j), a, b)
+		r := &kgo.Record{Key: appendKey(nil, j)}
+		if a, b := int(partOf[j]), def.PartitionByBackup(r, 4, nil); a != b {
+			t.Fatalf("key %q: partition %d, default partitioner %d", r.Key, a, b)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -15,7 +16,7 @@ import (
 // keyOf returns the key of input record i: "w%06d" of a number spread
 // uniformly (a fixed 64-bit mix of i) over [0, keys).
 func keyOf(i uint64, keys int) []byte {
-	return fmt.Appendf(make([]byte, 0, 8), "w%06d", spread(i)%uint64(keys))
+	return appendKey(make([]byte, 0, 8), keyIndex(i, keys))
 }
 
 // spread is a fixed 64-bit mix of i.
@@ -26,30 +27,26 @@ func spread(i uint64) uint64 {
 	return x ^ (x >> 31)
 }
 
-// keyTable holds every key keyOf gives for one key space, formatted once
-// into one array: the paced producer shares them between records instead
-// of formatting one per record, and they stay in the CPU's cache (100,000
-// keys take 700 KB).
-type keyTable struct {
-	buf  []byte
-	ends []uint32 // key j is buf[ends[j]:ends[j+1]]
-}
+// keyIndex is the number of keyOf(i, keys) in the key space:
+// keyOf(i, keys) is appendKey(nil, keyIndex(i, keys)).
+func keyIndex(i uint64, keys int) int { return int(spread(i) % uint64(keys)) }
 
-func newKeyTable(keys int) *keyTable {
-	t := &keyTable{ends: make([]uint32, 1, keys+1)}
-	for j := range keys {
-		t.buf = fmt.Appendf(t.buf, "w%06d", j)
-		t.ends = append(t.ends, uint32(len(t.buf)))
+// appendKey appends key number j, "w%06d" of j, to dst. The paced
+// producer formats every record's key with it: a table of the formatted
+// keys (100,000 keys take 700 KB, and their offsets 400 KB more) cost a
+// cache miss or two per record, about 0.1 µs at 500,000 records/s.
+func appendKey(dst []byte, j int) []byte {
+	if j < 0 || j >= 1_000_000 {
+		return strconv.AppendInt(append(dst, 'w'), int64(j), 10)
 	}
-	return t
+	var d [7]byte
+	d[0] = 'w'
+	for k := 6; k > 0; k-- {
+		d[k] = byte('0' + j%10)
+		j /= 10
+	}
+	return append(dst, d[:]...)
 }
-
-// index is the number of keyOf(i, keys) in the key space: keyOf(i, keys)
-// is at(index(i)).
-func (t *keyTable) index(i uint64) int { return int(spread(i) % uint64(len(t.ends)-1)) }
-
-// at is key number j; it must not be modified.
-func (t *keyTable) at(j int) []byte { return t.buf[t.ends[j]:t.ends[j+1]:t.ends[j+1]] }
 
 // valueSource hands out deterministic values of one size: value i is a
 // window of a fixed pattern starting at i%26. Values share memory and must
