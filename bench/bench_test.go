@@ -347,3 +347,26 @@ func TestBusyCores(t *testing.T) {
 		t.Errorf("busyCores with an unknown reading = %v, want NaN", got)
 	}
 }
+
+// TestIngestFlags: bad flags of `bench ingest` are refused, naming the
+// flag, before anything connects.
+func TestIngestFlags(t *testing.T) {
+	t.Setenv("KAFKA_BROKERS", "")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--rate", "0"}, "--rate"},
+		{[]string{"--duration", "-1s"}, "--duration"},
+		{[]string{"--partitions", "300"}, "--partitions"},
+		{[]string{"--keys", "0"}, "--keys"},
+		{[]string{"--value-bytes", "-1"}, "--value-bytes"},
+		{[]string{"--brokers", "127.0.0.1:1", "--broker-pids", "x"}, `"x"`},
+		{[]string{"--broker-pids", "12"}, "--broker-pids needs --brokers"},
+	} {
+		err := ingestCmd(t.Context(), tc.args)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ingest %v: error = %v, want one naming %s", tc.args, err, tc.want)
+		}
+	}
+}

@@ -42,11 +42,21 @@ func procCPUSeconds(pid int) float64 {
 
 // selfCPUSeconds is the CPU time (user and system) this process used so far.
 func selfCPUSeconds() float64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+	user, sys := selfCPUTimes()
+	if user < 0 {
 		return -1
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+	return user + sys
+}
+
+// selfCPUTimes is the user and the system CPU time this process used so
+// far, in seconds.
+func selfCPUTimes() (user, sys float64) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return -1, -1
+	}
+	return time.Duration(ru.Utime.Nano()).Seconds(), time.Duration(ru.Stime.Nano()).Seconds()
 }
 
 // peakRSSMiB is the exited child's Maxrss (KiB on Linux) in MiB.

@@ -16,6 +16,9 @@ func procCPUSeconds(int) float64 { return -1 }
 // selfCPUSeconds is unknown here.
 func selfCPUSeconds() float64 { return -1 }
 
+// selfCPUTimes is unknown here.
+func selfCPUTimes() (user, sys float64) { return -1, -1 }
+
 // peakRSSMiB is unknown here.
 func peakRSSMiB(*os.ProcessState) float64 { return math.NaN() }
 

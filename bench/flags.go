@@ -63,6 +63,8 @@ func parseSuiteFlags(args []string) (*suiteConfig, error) {
 		fmt.Fprint(fs.Output(), `usage: go run ./bench [flags]            the benchmark suite
        go run ./bench processor [flags]  one onceflow processor instance (started by the suite)
        go run ./bench rawpipe [flags]    the raw franz-go pipe (started by the suite)
+       go run ./bench state [flags]      restore and memory of a large state
+       go run ./bench ingest [flags]     what the latency phase's input alone costs
 
 Without --brokers or $KAFKA_BROKERS the suite starts its own Apache Kafka
 with scripts/kafka-local.sh and stops it at the end.

@@ -24,6 +24,8 @@ func run(args []string) int {
 		err = rawpipeCmd(ctx, args[1:])
 	case len(args) > 0 && args[0] == "state":
 		err = stateCmd(ctx, args[1:])
+	case len(args) > 0 && args[0] == "ingest":
+		err = ingestCmd(ctx, args[1:])
 	default:
 		lightenHarness()
 		var cfg *suiteConfig

@@ -513,12 +513,16 @@ func (s *suite) runOnce(ctx context.Context, rc runConfig, n int, tag string) (s
 
 // brokerCPUSeconds is the CPU time the broker's processes used so far, or
 // -1 when unknown.
-func (s *suite) brokerCPUSeconds() float64 {
-	if len(s.brokerPIDs) == 0 {
+func (s *suite) brokerCPUSeconds() float64 { return pidsCPUSeconds(s.brokerPIDs) }
+
+// pidsCPUSeconds is the CPU time the processes pids used so far, or -1
+// when unknown (no pids, or one of them unreadable).
+func pidsCPUSeconds(pids []int) float64 {
+	if len(pids) == 0 {
 		return -1
 	}
 	total := 0.0
-	for _, pid := range s.brokerPIDs {
+	for _, pid := range pids {
 		c := procCPUSeconds(pid)
 		if c < 0 {
 			return -1

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// ingestCmd measures what the latency phase's input costs the host with no
+// system running: the paced producer writes rate records/s for a while
+// into a fresh topic that nobody reads, and the command reports the CPU
+// its own process (user and system time) and the broker used. At the rates
+// that half of onceflow's maximum gives, that load shares the two cores
+// with the system being measured; for Kafka Streams, paced at a tenth of
+// the rate, it is small.
+func ingestCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("bench ingest", flag.ContinueOnError)
+	brokers := fs.String("brokers", os.Getenv("KAFKA_BROKERS"), "seed brokers (default $KAFKA_BROKERS, else a local broker is started)")
+	pidList := fs.String("broker-pids", "", "comma-separated process ids of the --brokers broker (default: those of the broker this command starts)")
+	rate := fs.Float64("rate", 500_000, "records/s")
+	dur := fs.Duration("duration", 15*time.Second, "how long to produce")
+	partitions := fs.Int("partitions", 4, "partitions of the topic")
+	keys := fs.Int("keys", 100_000, "distinct keys")
+	valueBytes := fs.Int("value-bytes", 100, "record value size")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	switch {
+	case *rate <= 0:
+		return fmt.Errorf("ingest: --rate must be positive, got %v", *rate)
+	case *dur <= 0:
+		return fmt.Errorf("ingest: --duration must be positive, got %v", *dur)
+	case *partitions < 1 || *partitions > maxPacedPartitions:
+		return fmt.Errorf("ingest: --partitions must be 1 to %d, got %d", maxPacedPartitions, *partitions)
+	case *keys < 1:
+		return fmt.Errorf("ingest: --keys must be at least 1, got %d", *keys)
+	case *valueBytes < 0:
+		return fmt.Errorf("ingest: --value-bytes must not be negative, got %d", *valueBytes)
+	}
+	if u, _ := selfCPUTimes(); u < 0 {
+		return errors.New("ingest: needs Linux, to read CPU times")
+	}
+	pids, err := parsePIDs(*pidList)
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	if *brokers == "" {
+		if len(pids) > 0 {
+			return errors.New("ingest: --broker-pids needs --brokers")
+		}
+		root, err := os.Getwd()
+		if err != nil {
+			return fmt.Errorf("ingest: %w", err)
+		}
+		lb, seeds, err := startLocalBroker(ctx, root)
+		if err != nil {
+			return err
+		}
+		defer lb.stop()
+		*brokers, pids = seeds, lb.pids
+	}
+	seeds := strings.Split(*brokers, ",")
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	topic := "bench-ingest-" + hex.EncodeToString(rnd[:])
+	adm, err := newAdmin(seeds)
+	if err != nil {
+		return err
+	}
+	defer adm.close()
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = adm.cleanup(cctx, "", "", topic)
+	}()
+	if err := adm.createTopics(ctx, int32(*partitions), topic); err != nil {
+		return err
+	}
+	// franz-go's producer waits out the new partitions' leader elections;
+	// the paced producer's raw requests would fail on them.
+	const first = 1000
+	if err := loadInput(ctx, seeds, topic, first, *keys, *valueBytes, func(int64) {}); err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	user0, sys0 := selfCPUTimes()
+	broker0, t0 := pidsCPUSeconds(pids), time.Now()
+	n, err := pacedProduce(ctx, seeds, topic, *rate, *dur, first, *keys, *valueBytes)
+	wall := time.Since(t0).Seconds()
+	user1, sys1 := selfCPUTimes()
+	broker1 := pidsCPUSeconds(pids)
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	user, sys := (user1-user0)/wall, (sys1-sys0)/wall
+	broker := "unknown (no --broker-pids)"
+	together := user + sys
+	if broker0 >= 0 && broker1 >= 0 {
+		b := (broker1 - broker0) / wall
+		broker = fmt.Sprintf("%.2f cores (%.2f µs per record)", b, (broker1-broker0)/float64(n)*1e6)
+		together += b
+	}
+	fmt.Printf("ingest: %d records of %d B at %.0f records/s over %.1fs (%s): load generator %.2f cores (user %.2f, system %.2f; %.2f µs per record), broker %s; together %.2f of %d cores\n",
+		n, *valueBytes, float64(n)/wall, wall, topic, user+sys, user, sys, (user+sys)*wall/float64(n)*1e6, broker, together, runtime.NumCPU())
+	return nil
+}
