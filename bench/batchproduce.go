@@ -230,7 +230,7 @@ loop:
 // so the tick adds nothing to the latency measured. Every tick costs the
 // suite a wake-up and the broker a produce request whatever the rate:
 // `go run ./bench ingest` (the paced producer alone, nothing reading) kept
-// 0.50-0.56 of the two cores busy at 60,000 records/s with a 2 ms tick and
+// 0.49-0.56 of the two cores busy at 60,000 records/s with a 2 ms tick and
 // 0.30-0.36 with 5 ms; at 500,000 records/s, 0.67-0.76 and 0.50-0.61.
 const pacedTick = 5 * time.Millisecond
 

@@ -135,6 +135,35 @@ func (a *admin) cleanup(ctx context.Context, prefix, group string, topics ...str
 	return errors.Join(errs...)
 }
 
+// deleteDelayNote returns a note when the broker removes a deleted topic's
+// files more than a second after the deletion (log.segment.delete.delay.ms,
+// 60 s by default): the suite deletes each run's topics, and their files,
+// gigabytes of them, would then go in the middle of a later run's
+// measurement. The local broker sets 0. Empty when the delay is short or
+// cannot be read.
+func (a *admin) deleteDelayNote(ctx context.Context) string {
+	const key = "log.segment.delete.delay.ms"
+	brokers, err := a.adm.ListBrokers(ctx)
+	if err != nil {
+		return ""
+	}
+	rcs, err := a.adm.DescribeBrokerConfigs(ctx, brokers.NodeIDs()...)
+	if err != nil {
+		return ""
+	}
+	for _, rc := range rcs {
+		for _, c := range rc.Configs {
+			if c.Key != key || c.Value == nil {
+				continue
+			}
+			if ms, err := strconv.ParseInt(*c.Value, 10, 64); err == nil && ms > 1000 {
+				return fmt.Sprintf("note: broker %s removes a deleted topic's files %s=%d ms after the deletion, during a later configuration's measurement; set it to 0 on a broker used for benchmarks", rc.Name, key, ms)
+			}
+		}
+	}
+	return ""
+}
+
 func isUnknownTopic(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "UNKNOWN_TOPIC_OR_PARTITION")
 }

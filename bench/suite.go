@@ -149,6 +149,9 @@ func runSuite(ctx context.Context, cfg *suiteConfig) (err error) {
 		return err
 	}
 	defer s.adm.close()
+	if note := s.adm.deleteDelayNote(ctx); note != "" {
+		s.logf("%s", note)
+	}
 
 	s.binary = filepath.Join(s.tmpDir, "bench")
 	s.logf("building the bench binary (go build -o %s ./bench)", s.binary)
