@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -47,6 +49,24 @@ func portsFree(ports ...int) bool {
 type localBroker struct {
 	script, stateFile string
 	pids              []int // its processes, from the script's summary line
+}
+
+// startRepoBroker starts the local broker with the scripts of the
+// repository the working directory is in.
+func startRepoBroker(ctx context.Context) (*localBroker, string, error) {
+	root, err := repoRoot()
+	if err != nil {
+		return nil, "", fmt.Errorf("local broker: %w", err)
+	}
+	return startLocalBroker(ctx, root)
+}
+
+// randomName is prefix followed by eight random hex digits, for topics and
+// application ids no earlier run used.
+func randomName(prefix string) string {
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	return prefix + hex.EncodeToString(rnd[:])
 }
 
 // startLocalBroker runs `kafka-local.sh up` on a free port with a state

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -55,11 +53,7 @@ func ingestCmd(ctx context.Context, args []string) error {
 		if len(pids) > 0 {
 			return errors.New("ingest: --broker-pids needs --brokers")
 		}
-		root, err := os.Getwd()
-		if err != nil {
-			return fmt.Errorf("ingest: %w", err)
-		}
-		lb, seeds, err := startLocalBroker(ctx, root)
+		lb, seeds, err := startRepoBroker(ctx)
 		if err != nil {
 			return err
 		}
@@ -67,19 +61,13 @@ func ingestCmd(ctx context.Context, args []string) error {
 		*brokers, pids = seeds, lb.pids
 	}
 	seeds := strings.Split(*brokers, ",")
-	var rnd [4]byte
-	_, _ = rand.Read(rnd[:])
-	topic := "bench-ingest-" + hex.EncodeToString(rnd[:])
+	topic := randomName("bench-ingest-")
 	adm, err := newAdmin(seeds)
 	if err != nil {
 		return err
 	}
 	defer adm.close()
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = adm.cleanup(cctx, "", "", topic)
-	}()
+	defer func() { _ = adm.cleanupSoon("", "", topic) }()
 	if err := adm.createTopics(ctx, int32(*partitions), topic); err != nil {
 		return err
 	}

@@ -135,6 +135,14 @@ func (a *admin) cleanup(ctx context.Context, prefix, group string, topics ...str
 	return errors.Join(errs...)
 }
 
+// cleanupSoon is cleanup with a context of its own, for a deferred
+// cleanup that must run even when the command's context was cancelled.
+func (a *admin) cleanupSoon(prefix, group string, topics ...string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return a.cleanup(ctx, prefix, group, topics...)
+}
+
 // deleteDelayNote returns a note when the broker removes a deleted topic's
 // files more than a second after the deletion (log.segment.delete.delay.ms,
 // 60 s by default): the suite deletes each run's topics, and their files,

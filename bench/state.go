@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -81,11 +79,7 @@ func stateCmd(ctx context.Context, args []string) error {
 	}
 	logf := func(format string, a ...any) { fmt.Fprintf(os.Stderr, "bench state: "+format+"\n", a...) }
 	if *brokers == "" {
-		root, err := os.Getwd()
-		if err != nil {
-			return fmt.Errorf("state: %w", err)
-		}
-		lb, seeds, err := startLocalBroker(ctx, root)
+		lb, seeds, err := startRepoBroker(ctx)
 		if err != nil {
 			return err
 		}
@@ -97,9 +91,7 @@ func stateCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("state: find the bench binary: %w", err)
 	}
-	var rnd [4]byte
-	_, _ = rand.Read(rnd[:])
-	base := "bench-state-" + hex.EncodeToString(rnd[:])
+	base := randomName("bench-state-")
 	in, outTopic, app := base+"-in", base+"-out", base+"-app"
 	changelog := app + "-counts-changelog"
 	adm, err := newAdmin(seeds)
@@ -107,11 +99,7 @@ func stateCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	defer adm.close()
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = adm.cleanup(cctx, app, app, in, outTopic)
-	}()
+	defer func() { _ = adm.cleanupSoon(app, app, in, outTopic) }()
 	if err := adm.createTopics(ctx, statePartitions, in, outTopic); err != nil {
 		return err
 	}
