@@ -14,10 +14,11 @@ import (
 // ingestCmd measures what the latency phase's input costs the host with no
 // system running: the paced producer writes rate records/s for a while
 // into a fresh topic that nobody reads, and the command reports the CPU
-// its own process (user and system time) and the broker used. At the rates
-// that half of onceflow's maximum gives, that load shares the two cores
-// with the system being measured; for Kafka Streams, paced at a tenth of
-// the rate, it is small.
+// its own process (user and system time) and the broker used. That load
+// shares the host with the system being measured: at half of onceflow's
+// maximum it takes a quarter of two cores or more, and at Kafka Streams'
+// rates, a tenth of those, less but not nothing, since much of it is paid
+// per request (see pacedTick).
 func ingestCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bench ingest", flag.ContinueOnError)
 	brokers := fs.String("brokers", os.Getenv("KAFKA_BROKERS"), "seed brokers (default $KAFKA_BROKERS, else a local broker is started)")
