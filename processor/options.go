@@ -174,7 +174,8 @@ func WithGuarantee(g Guarantee) Opt { return optFunc(func(c *cfg) { c.guarantee 
 // Streams' commit.interval.ms: from the start of one commit to the start
 // of the next, so a record waits about an interval plus one commit at
 // most. A polled batch is processed whole first, so a commit may come a
-// batch late (see MaxPollRecords). The default is 100 ms under ExactlyOnce
+// batch late; polls are sized to take about half an interval at most (see
+// MaxPollRecords). The default is 100 ms under ExactlyOnce
 // and 1 s otherwise.
 func CommitInterval(d time.Duration) Opt {
 	return optFunc(func(c *cfg) { c.commitInterval, c.commitIntervalSet = d, true })
@@ -192,9 +193,14 @@ func MaxRecordsPerTransaction(n int) Opt { return optFunc(func(c *cfg) { c.maxRe
 // response at once: a broker's next fetch is sent only when the previous
 // response is drained, so polls smaller than a fetch leave the worker
 // waiting one fetch round trip per response (2,000 cost the wordcount
-// bench 10% of its throughput). The cap bounds how far a transaction runs
-// past the commit interval, since a polled batch is processed whole before
-// the transaction ends.
+// bench 10% of its throughput). Below the cap each worker sizes its polls
+// itself: its first takes 100 records, and each later one as many as the
+// worker processed in half a commit interval (or a tenth of the
+// transaction timeout, if less), growing at most fourfold from one poll
+// to the next. A polled batch is processed whole before the transaction
+// ends, so this keeps a transaction near its commit interval, and well
+// inside the transaction timeout, when records are slow to process; at
+// full speed a poll takes up to the cap.
 func MaxPollRecords(n int) Opt { return optFunc(func(c *cfg) { c.maxPollRecords = n }) }
 
 // PollPace spaces an exactly-once worker's polls while its transaction is

@@ -121,3 +121,27 @@ func TestBehindBroker(t *testing.T) {
 		}
 	}
 }
+
+func TestNextPollLimit(t *testing.T) {
+	const ms = time.Millisecond
+	for _, tc := range []struct {
+		name         string
+		limit, n     int
+		took, target time.Duration
+		max, want    int
+	}{
+		{"a full batch, fast: grows at most fourfold", 100, 100, 1 * ms, 50 * ms, 50_000, 400},
+		{"a full batch, fast, near the cap: up to MaxPollRecords", 20_000, 20_000, 5 * ms, 50 * ms, 50_000, 50_000},
+		{"a full batch at the target: stays", 1_000, 1_000, 50 * ms, 50 * ms, 50_000, 1_000},
+		{"a full batch, slow: as many as fit in the target", 50_000, 50_000, 5_000 * ms, 50 * ms, 50_000, 500},
+		{"a short batch within the target: unchanged", 50_000, 300, 1 * ms, 50 * ms, 50_000, 50_000},
+		{"a short batch over the target: shrinks", 50_000, 300, 300 * ms, 50 * ms, 50_000, 50},
+		{"very slow records: at least one", 10, 10, 10_000 * ms, 50 * ms, 50_000, 1},
+		{"an empty poll: unchanged", 400, 0, 0, 50 * ms, 50_000, 400},
+		{"MaxPollRecords below the growth: capped", 100, 100, 1 * ms, 50 * ms, 250, 250},
+	} {
+		if got := nextPollLimit(tc.limit, tc.n, tc.took, tc.target, tc.max); got != tc.want {
+			t.Errorf("%s: nextPollLimit(%d, %d, %v, %v, %d) = %d, want %d", tc.name, tc.limit, tc.n, tc.took, tc.target, tc.max, got, tc.want)
+		}
+	}
+}

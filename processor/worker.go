@@ -46,6 +46,10 @@ type worker struct {
 
 	logBuf []state.Write // reused by produceChangelogs
 
+	// pollLimit caps the records of the next poll (see nextPollLimit and
+	// nextPollRecords); zero until the first poll.
+	pollLimit int
+
 	promise func(*kgo.Record, error)
 	// produceErr is the first produce failure since the last commit;
 	// written by the producer's promise goroutine.
@@ -199,7 +203,7 @@ func (w *worker) poll(ctx context.Context, deadline time.Time) kgo.Fetches {
 	pctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	polled := time.Now()
-	fs := w.cl.PollRecords(pctx, w.p.cfg.maxPollRecords)
+	fs := w.cl.PollRecords(pctx, w.nextPollRecords())
 	w.p.stats.pollNanos.Add(int64(time.Since(polled)))
 	return fs
 }
@@ -215,6 +219,12 @@ func (w *worker) poll(ctx context.Context, deadline time.Time) kgo.Fetches {
 func (w *worker) processBatch(fs kgo.Fetches) (int, error) {
 	n := 0
 	var err error
+	began := time.Now()
+	defer func() {
+		c := &w.p.cfg
+		target := min(c.commitInterval/2, c.transactionTimeout/10)
+		w.pollLimit = nextPollLimit(w.pollLimit, n, time.Since(began), target, c.maxPollRecords)
+	}()
 	fs.EachPartition(func(p kgo.FetchTopicPartition) {
 		if err != nil || len(p.Records) == 0 {
 			return
@@ -251,6 +261,47 @@ func (w *worker) processBatch(fs kgo.Fetches) (int, error) {
 	w.produceChangelogs()
 	w.send.push()
 	return n, nil
+}
+
+// nextPollRecords is the cap of the worker's next poll.
+func (w *worker) nextPollRecords() int {
+	if w.pollLimit == 0 {
+		w.pollLimit = min(firstPollRecords, w.p.cfg.maxPollRecords)
+	}
+	return w.pollLimit
+}
+
+// firstPollRecords caps a worker's first poll (Kafka Streams' default
+// max.poll.records is 1,000): how long a record takes to process is not
+// known yet, and a batch is processed whole before its transaction can
+// end.
+const firstPollRecords = 100
+
+// nextPollLimit is the cap of the next poll after a batch of n records,
+// taken with cap limit, took the worker took to process: as many records
+// as it processes in target, at most four times the last cap and at most
+// max, at least one. A polled batch is processed whole before the
+// transaction ends, so a cap this size keeps a transaction from running
+// far past its commit interval, or past the transaction timeout, when
+// processing is slow (a processor calling out, a host that is busy, a
+// race-detector build); at full speed it is max, so a poll takes a whole
+// fetch response. A batch that did not fill its cap says nothing about a
+// larger one and leaves the cap as it was, unless it already took longer
+// than target.
+func nextPollLimit(limit, n int, took, target time.Duration, max int) int {
+	if n <= 0 || (n < limit && took <= target) {
+		return limit
+	}
+	want := max
+	if took > 0 {
+		want = int(min(float64(n)*float64(target)/float64(took), float64(max)))
+	}
+	return clampInt(want, 1, min(4*limit, max))
+}
+
+// clampInt returns v within [lo, hi].
+func clampInt(v, lo, hi int) int {
+	return min(max(v, lo), hi)
 }
 
 // prefetchAhead is how many records of a partition the worker takes at a

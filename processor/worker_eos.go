@@ -113,12 +113,13 @@ func (w *worker) runExactlyOnce(ctx context.Context) error {
 			}
 		}
 		w.txn.polled = time.Now()
+		limit := w.nextPollRecords()
 		fs := w.poll(ctx, deadline)
 		if err := w.fetchErr(fs); err != nil {
 			w.abortQuietly()
 			return err
 		}
-		w.txn.behind = fs.NumRecords() >= c.maxPollRecords || behindBroker(fs)
+		w.txn.behind = fs.NumRecords() >= limit || behindBroker(fs)
 		if !fs.Empty() && !w.txn.open {
 			if err := w.beginTxn(); err != nil {
 				return w.fenceOr(err)
