@@ -151,8 +151,13 @@ func TestCopyEachGuarantee(t *testing.T) {
 				t.Fatalf("Run: %v", err)
 			}
 			checkExactlyOnce(t, seeds, out, vals)
-			if st := r.p.Stats(); st.Processed != int64(len(vals)) || st.Commits == 0 || st.CommitTime <= 0 {
-				t.Fatalf("stats %+v: want Processed=%d, some commits and their time", st, len(vals))
+			// Two workers join the group one after the other, and the
+			// rebalance may abort the first one's open transaction: its
+			// records are then processed again (and written once).
+			st := r.p.Stats()
+			if st.Commits == 0 || st.CommitTime <= 0 || st.Processed < int64(len(vals)) ||
+				(st.Aborts == 0 && st.Processed != int64(len(vals))) {
+				t.Fatalf("stats %+v: want Processed=%d (more only after an abort), some commits and their time", st, len(vals))
 			}
 		})
 	}
