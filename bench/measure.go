@@ -43,6 +43,7 @@ type resultReader struct {
 	targetSeen time.Time
 	mark       time.Time
 	hold       chan struct{} // non-nil while the untimed partitions wait; closed to release them
+	heldPolls  int           // polls of untimed clients that returned while hold was set
 	latencies  latencyHist
 	err        error
 }
@@ -99,6 +100,9 @@ func (rr *resultReader) loop(ctx context.Context, cl *kgo.Client, timed bool) {
 		rr.mu.Lock()
 		if ferr != nil && rr.err == nil {
 			rr.err = ferr
+		}
+		if !timed && rr.hold != nil {
+			rr.heldPolls++
 		}
 		mark := rr.mark
 		fs.EachRecord(func(r *kgo.Record) {

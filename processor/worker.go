@@ -277,26 +277,26 @@ func (w *worker) nextPollRecords() int {
 // end.
 const firstPollRecords = 100
 
-// nextPollLimit is the cap of the next poll after a batch of n records,
-// taken with cap limit, took the worker took to process: as many records
-// as it processes in target, at most four times the last cap and at most
-// max, at least one. A polled batch is processed whole before the
-// transaction ends, so a cap this size keeps a transaction from running
-// far past its commit interval, or past the transaction timeout, when
-// processing is slow (a processor calling out, a host that is busy, a
-// race-detector build); at full speed it is max, so a poll takes a whole
-// fetch response. A batch that did not fill its cap says nothing about a
-// larger one and leaves the cap as it was, unless it already took longer
-// than target.
-func nextPollLimit(limit, n int, took, target time.Duration, max int) int {
+// nextPollLimit is the cap of the next poll, after the worker took took
+// to process a batch of n records polled with cap limit: as many records
+// as it processes in target, at most four times limit and at most
+// ceiling (MaxPollRecords), at least one. A polled batch is processed
+// whole before the transaction ends, so a cap this size keeps a
+// transaction from running far past its commit interval, or past the
+// transaction timeout, when processing is slow (a processor calling out,
+// a busy host, a race-detector build); at full speed it is the ceiling,
+// and a poll takes a whole fetch response. A batch that did not fill its
+// cap says nothing about a larger one and leaves the cap as it was,
+// unless it already took longer than target.
+func nextPollLimit(limit, n int, took, target time.Duration, ceiling int) int {
 	if n <= 0 || (n < limit && took <= target) {
 		return limit
 	}
-	want := max
+	want := ceiling
 	if took > 0 {
-		want = int(min(float64(n)*float64(target)/float64(took), float64(max)))
+		want = int(min(float64(n)*float64(target)/float64(took), float64(ceiling)))
 	}
-	return clampInt(want, 1, min(4*limit, max))
+	return clampInt(want, 1, min(4*limit, ceiling))
 }
 
 // clampInt returns v within [lo, hi].
