@@ -155,21 +155,25 @@ func fixedResults() []Result {
 	pipe := mk(sysRawpipe, wlCopy, gNone, 0, 400_000, 10)
 	pipe.BrokerCPUS = nan     // broker processes unknown
 	pipe.PacedBusyCores = nan // so is their share of the paced phase
-	return []Result{
-		pipe,
-		mk(sysOnceflow, wlCopy, gAtLeastOnce, 100, 200_000, 20),
-		mk(sysOnceflow, wlCopy, gExactlyOnce, 100, 100_000, 150),
-		mk(sysKStreams, wlCopy, gExactlyOnce, 100, 80_000, 300),
-	}
+	alo := mk(sysOnceflow, wlCopy, gAtLeastOnce, 100, 200_000, 20)
+	eos := mk(sysOnceflow, wlCopy, gExactlyOnce, 100, 100_000, 150)
+	ks := mk(sysKStreams, wlCopy, gExactlyOnce, 100, 80_000, 300)
+	// Three rounds each; the at-least-once one lost its second, and
+	// Kafka Streams has none listed.
+	alo.Rounds = []Round{{1, 100_000, 20}, {3, 400_000, 20}}
+	eos.Rounds = []Round{{1, 110_000, 100}, {2, 100_000, 150}, {3, 80_000, 200}}
+	return []Result{pipe, alo, eos, ks}
 }
 
 func TestRatioTables(t *testing.T) {
 	md := renderMarkdown(reportMeta{Brokers: "b:9092", Partitions: 4, Keys: 100_000, Repeats: 1, LatencyPct: 50, LatencyDur: 10 * time.Second, CPU: "Test CPU"}, fixedResults())
 	for _, want := range []string{
 		// EOS/ALO: throughput halves, p99 7.5x.
-		"| onceflow | copy | 100ms | 100B | 100000 | 200000 | 0.50x | 150.0 | 20.0 | 7.50x |",
-		// onceflow/Kafka Streams: 1.25x throughput, 0.5x p99, same CPU and RSS.
-		"| copy | exactly-once | 100ms | 100B | 100000 | 80000 | 1.25x | 150.0 | 300.0 | 0.50x | 1.00x | 1.00x |",
+		// Per round: rounds 1 and 3, 1.10 and 0.20, median 0.65.
+		"| onceflow | copy | 100ms | 100B | 100000 | 200000 | 0.50x | 1.10, 0.20 (0.65x) | 150.0 | 20.0 | 7.50x |",
+		// onceflow/Kafka Streams: 1.25x throughput, 0.5x p99, same CPU
+		// and RSS; no rounds to pair.
+		"| copy | exactly-once | 100ms | 100B | 100000 | 80000 | 1.25x | 150.0 | 300.0 | 0.50x | - | 1.00x | 1.00x |",
 		// onceflow/raw pipe.
 		"| copy | at-least-once | 100ms | 100B | 200000 | 400000 | 0.50x |",
 		"| copy | exactly-once | 100ms | 100B | 100000 | 400000 | 0.25x |",
@@ -368,5 +372,36 @@ func TestIngestFlags(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("ingest %v: error = %v, want one naming %s", tc.args, err, tc.want)
 		}
+	}
+}
+
+// TestSummarizeRounds: every sample becomes a round, in order, with the
+// repeat it ran in, and the medians stay the medians.
+func TestSummarizeRounds(t *testing.T) {
+	rc := runConfig{System: sysOnceflow, Workload: wlCopy, Guarantee: gExactlyOnce, IntervalMS: 100, ValueBytes: 100}
+	r := summarize(rc, 1000, []sample{
+		{repeat: 1, rps: 300, p99: 120},
+		{repeat: 3, rps: 100, p99: 180},
+		{repeat: 4, rps: 200, p99: 90},
+	})
+	want := []Round{{1, 300, 120}, {3, 100, 180}, {4, 200, 90}}
+	if !slices.Equal(r.Rounds, want) {
+		t.Errorf("rounds = %v, want %v", r.Rounds, want)
+	}
+	if r.RecordsPerSec != 200 || r.P99MS != 120 {
+		t.Errorf("medians = %v records/s, p99 %v; want 200 and 120", r.RecordsPerSec, r.P99MS)
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"rounds":[{"repeat":1,"records_per_sec":300,"p99_ms":120},`) {
+		t.Errorf("JSON lacks the rounds: %s", b)
+	}
+	if list, med := roundRatios(r, Result{Rounds: []Round{{2, 100, 1}, {4, 400, 0}}}, roundRPS); list != "0.50" || med != 0.5 {
+		t.Errorf("roundRatios over one common round = %q, %v; want 0.50, 0.5", list, med)
+	}
+	if list, med := roundRatios(r, Result{Rounds: []Round{{4, 0, 0}}}, roundP99); list != "-" || !math.IsNaN(float64(med)) {
+		t.Errorf("roundRatios dividing by 0 = %q, %v; want - and NaN", list, med)
 	}
 }

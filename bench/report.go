@@ -72,6 +72,18 @@ type Result struct {
 	// Threads is the instance's processing threads (--threads); the raw
 	// pipe always has one consumer and one producer.
 	Threads int `json:"threads"`
+	// Rounds are the repeats one by one, in the order they ran.
+	Rounds []Round `json:"rounds,omitempty"`
+}
+
+// Round is one repeat of a configuration. The suite runs round r of every
+// configuration before round r+1, so the same round of two configurations
+// ran minutes apart, not a whole run apart: their ratio is the one least
+// moved by a host whose speed drifts during a run.
+type Round struct {
+	Repeat        int `json:"repeat"`
+	RecordsPerSec num `json:"records_per_sec"`
+	P99MS         num `json:"p99_ms"`
 }
 
 func (r Result) config() runConfig {
@@ -115,8 +127,39 @@ func summarize(rc runConfig, n int, samples []sample) Result {
 		PacedBusyCores:   pick(func(s sample) float64 { return s.pacedBusy }),
 	}
 	r.MBPerSec = num(float64(r.RecordsPerSec) * float64(rc.ValueBytes) / 1e6)
+	for _, s := range samples {
+		r.Rounds = append(r.Rounds, Round{Repeat: s.repeat, RecordsPerSec: num(s.rps), P99MS: num(s.p99)})
+	}
 	return r
 }
+
+// roundRatios lists, for every round both a and b completed, the ratio of
+// the figure get picks, and returns the ratios and their median; "-" when
+// the two have no round in common.
+func roundRatios(a, b Result, get func(Round) num) (list string, med num) {
+	var rs []float64
+	var parts []string
+	for _, x := range a.Rounds {
+		for _, y := range b.Rounds {
+			if x.Repeat != y.Repeat {
+				continue
+			}
+			v := float64(get(x)) / float64(get(y))
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				continue
+			}
+			rs = append(rs, v)
+			parts = append(parts, fmt.Sprintf("%.2f", v))
+		}
+	}
+	if len(rs) == 0 {
+		return "-", num(math.NaN())
+	}
+	return strings.Join(parts, ", "), num(median(rs))
+}
+
+func roundRPS(r Round) num { return r.RecordsPerSec }
+func roundP99(r Round) num { return r.P99MS }
 
 // reportMeta describes the run for the Markdown header.
 type reportMeta struct {
@@ -230,8 +273,9 @@ func renderMarkdown(meta reportMeta, results []Result) string {
 
 	w("\n## Exactly-once / at-least-once\n\n")
 	w("What exactly-once costs against at-least-once, same system, workload, interval and size (throughput below 1x and latency above 1x are the cost).\n\n")
-	w("| system | workload | commit | value | EOS records/s | ALO records/s | EOS/ALO records/s | EOS p99 ms | ALO p99 ms | EOS/ALO p99 |\n")
-	w("|---|---|---|---|---:|---:|---:|---:|---:|---:|\n")
+	w("The ratios are of the medians. Per round divides the same round of each: the suite runs round r of every configuration before round r+1, so the same round of two configurations ran minutes apart, while two medians may come from rounds far apart; a host whose speed drifts during the run moves the ratio of the medians more than the ratios per round.\n\n")
+	w("| system | workload | commit | value | EOS records/s | ALO records/s | EOS/ALO records/s | per round (median) | EOS p99 ms | ALO p99 ms | EOS/ALO p99 |\n")
+	w("|---|---|---|---|---:|---:|---:|---|---:|---:|---:|\n")
 	rows := 0
 	for _, e := range results {
 		if e.Guarantee != gExactlyOnce {
@@ -244,16 +288,16 @@ func renderMarkdown(meta reportMeta, results []Result) string {
 			continue
 		}
 		rows++
-		w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", e.System, e.Workload, intervalLabel(e.CommitIntervalMS), sizeLabel(e.ValueBytes),
-			f(e.RecordsPerSec, 0), f(a.RecordsPerSec, 0), ratio(e.RecordsPerSec, a.RecordsPerSec), f(e.P99MS, 1), f(a.P99MS, 1), ratio(e.P99MS, a.P99MS))
+		w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", e.System, e.Workload, intervalLabel(e.CommitIntervalMS), sizeLabel(e.ValueBytes),
+			f(e.RecordsPerSec, 0), f(a.RecordsPerSec, 0), ratio(e.RecordsPerSec, a.RecordsPerSec), perRound(e, a, roundRPS), f(e.P99MS, 1), f(a.P99MS, 1), ratio(e.P99MS, a.P99MS))
 	}
 	if rows == 0 {
 		w("(no pair measured)\n")
 	}
 
 	w("\n## onceflow / Kafka Streams\n\n")
-	w("| workload | guarantee | commit | value | onceflow records/s | Kafka Streams records/s | records/s ratio | onceflow p99 ms | Kafka Streams p99 ms | p99 ratio | CPU s ratio | RSS ratio |\n")
-	w("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	w("| workload | guarantee | commit | value | onceflow records/s | Kafka Streams records/s | records/s ratio | onceflow p99 ms | Kafka Streams p99 ms | p99 ratio | p99 ratio per round (median) | CPU s ratio | RSS ratio |\n")
+	w("|---|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|\n")
 	rows = 0
 	for _, o := range results {
 		if o.System != sysOnceflow {
@@ -266,14 +310,15 @@ func renderMarkdown(meta reportMeta, results []Result) string {
 			continue
 		}
 		rows++
-		w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", o.Workload, o.Guarantee, intervalLabel(o.CommitIntervalMS), sizeLabel(o.ValueBytes),
+		w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", o.Workload, o.Guarantee, intervalLabel(o.CommitIntervalMS), sizeLabel(o.ValueBytes),
 			f(o.RecordsPerSec, 0), f(k.RecordsPerSec, 0), ratio(o.RecordsPerSec, k.RecordsPerSec), f(o.P99MS, 1), f(k.P99MS, 1), ratio(o.P99MS, k.P99MS),
-			ratio(perRecord(o), perRecord(k)), ratio(o.RSSMB, k.RSSMB))
+			perRound(o, k, roundP99), ratio(perRecord(o), perRecord(k)), ratio(o.RSSMB, k.RSSMB))
 	}
 	if rows == 0 {
 		w("(no pair measured)\n")
 	}
 	w("\nCPU s ratio compares CPU seconds per input record of the throughput phase.\n")
+	w("\nPer round as in the table before.\n")
 
 	w("\n## Where the CPU went\n\n")
 	w("CPU time per input record during the throughput phase (from the system's start to its last result): the system under test, the broker, and the suite's own process, which reads the results read_committed. Busy is their sum over the phase, in cores of the host's %d; near %d, the host, not the system, sets the pace. Busy while paced is the same sum over the latency phase, with the paced producer in the suite's process: near %d, the latency measures the host's queues as much as the system.\n\n", runtime.NumCPU(), runtime.NumCPU(), runtime.NumCPU())
@@ -307,6 +352,15 @@ func renderMarkdown(meta reportMeta, results []Result) string {
 		w("(no pair measured)\n")
 	}
 	return b.String()
+}
+
+// perRound renders roundRatios as "1.02, 0.95, 0.99 (0.99x)".
+func perRound(a, b Result, get func(Round) num) string {
+	list, med := roundRatios(a, b, get)
+	if list == "-" {
+		return list
+	}
+	return fmt.Sprintf("%s (%.2fx)", list, float64(med))
 }
 
 // micros is CPU seconds spread over records, in microseconds per record.

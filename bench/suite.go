@@ -292,6 +292,7 @@ func (s *suite) runRounds(ctx context.Context, configs []runConfig) error {
 					continue
 				}
 			}
+			sm.repeat = rep
 			samples[i] = append(samples[i], sm)
 		}
 		s.results = s.results[:0]
@@ -376,6 +377,7 @@ const maxResizes = 2
 
 // sample is what one repeat measured.
 type sample struct {
+	repeat                     int // 1-based: the round the sample was taken in
 	seconds, rps, startup      float64
 	p50, p99, max, latencyRate float64
 	latencyN                   int
