@@ -133,29 +133,21 @@ func summarize(rc runConfig, n int, samples []sample) Result {
 	return r
 }
 
-// roundRatios lists, for every round both a and b completed, the ratio of
-// the figure get picks, and returns the ratios and their median; "-" when
-// the two have no round in common.
-func roundRatios(a, b Result, get func(Round) num) (list string, med num) {
+// roundRatios is, for every round both a and b completed, the ratio of
+// the figure get picks (none where it is undefined), in a's order.
+func roundRatios(a, b Result, get func(Round) num) []float64 {
 	var rs []float64
-	var parts []string
 	for _, x := range a.Rounds {
 		for _, y := range b.Rounds {
 			if x.Repeat != y.Repeat {
 				continue
 			}
-			v := float64(get(x)) / float64(get(y))
-			if math.IsNaN(v) || math.IsInf(v, 0) {
-				continue
+			if v := float64(get(x)) / float64(get(y)); !math.IsNaN(v) && !math.IsInf(v, 0) {
+				rs = append(rs, v)
 			}
-			rs = append(rs, v)
-			parts = append(parts, fmt.Sprintf("%.2f", v))
 		}
 	}
-	if len(rs) == 0 {
-		return "-", num(math.NaN())
-	}
-	return strings.Join(parts, ", "), num(median(rs))
+	return rs
 }
 
 func roundRPS(r Round) num { return r.RecordsPerSec }
@@ -354,13 +346,18 @@ func renderMarkdown(meta reportMeta, results []Result) string {
 	return b.String()
 }
 
-// perRound renders roundRatios as "1.02, 0.95, 0.99 (0.99x)".
+// perRound renders roundRatios and their median as "1.02, 0.95, 0.99
+// (0.99x)", or "-" when a and b have no round in common.
 func perRound(a, b Result, get func(Round) num) string {
-	list, med := roundRatios(a, b, get)
-	if list == "-" {
-		return list
+	rs := roundRatios(a, b, get)
+	if len(rs) == 0 {
+		return "-"
 	}
-	return fmt.Sprintf("%s (%.2fx)", list, float64(med))
+	parts := make([]string, len(rs))
+	for i, v := range rs {
+		parts[i] = fmt.Sprintf("%.2f", v)
+	}
+	return fmt.Sprintf("%s (%.2fx)", strings.Join(parts, ", "), median(rs))
 }
 
 // micros is CPU seconds spread over records, in microseconds per record.
