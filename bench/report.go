@@ -343,7 +343,108 @@ func renderMarkdown(meta reportMeta, results []Result) string {
 	if rows == 0 {
 		w("(no pair measured)\n")
 	}
+	renderGoals(&b, results)
 	return b.String()
+}
+
+// Goals of the benchmark issue, for onceflow under exactly-once.
+const (
+	goalEOSOverALO   = 0.90 // × at-least-once throughput, at a 100 ms interval
+	goalOverKStreams = 1.5  // × Kafka Streams exactly_once_v2 throughput
+	goalOverRawPipe  = 0.5  // × the raw pipe's throughput
+	goalP99Slack     = 50   // ms over the commit interval, at most
+)
+
+// renderGoals checks every exactly-once configuration of onceflow against
+// the goals it has the figures for in this run: the medians decide, and
+// the rounds that met a goal on their own are counted beside them.
+func renderGoals(b *strings.Builder, results []Result) {
+	w := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
+	w("\n## Against the goals\n\n")
+	w("onceflow under exactly-once against each goal this run has the figures for. The medians decide; the rounds column counts the rounds that met the goal on their own (the same round of both configurations where there are two). The raw pipe's goal is checked on the copy, which does what the pipe does; the wordcount writes two records per input.\n\n")
+	w("| goal | workload | value | commit | measured | verdict | rounds |\n")
+	w("|---|---|---|---|---|---|---|\n")
+	rows := 0
+	row := func(goal string, e Result, measured, verdict string, met, of int) {
+		rows++
+		rounds := "-"
+		if of > 0 {
+			rounds = fmt.Sprintf("%d of %d", met, of)
+		}
+		w("| %s | %s | %s | %s | %s | %s | %s |\n", goal, e.Workload, sizeLabel(e.ValueBytes), intervalLabel(e.CommitIntervalMS), measured, verdict, rounds)
+	}
+	// atLeast renders a ratio goal: the ratio of the medians against min,
+	// and how many per-round ratios reach it.
+	atLeast := func(goal string, e, other Result, min float64) {
+		r := float64(e.RecordsPerSec) / float64(other.RecordsPerSec)
+		if math.IsNaN(r) || math.IsInf(r, 0) {
+			return
+		}
+		rs := roundRatios(e, other, roundRPS)
+		met := 0
+		for _, v := range rs {
+			if v >= min {
+				met++
+			}
+		}
+		row(goal, e, fmt.Sprintf("%.2fx", r), verdict(r >= min, fmt.Sprintf("by %.2f", min-r)), met, len(rs))
+	}
+	for _, e := range results {
+		if e.System != sysOnceflow || e.Guarantee != gExactlyOnce {
+			continue
+		}
+		rc := e.config()
+		if e.CommitIntervalMS == 100 {
+			alo := rc
+			alo.Guarantee = gAtLeastOnce
+			if a, ok := find(results, alo); ok {
+				atLeast(fmt.Sprintf("≥ %.2f × at-least-once", goalEOSOverALO), e, a, goalEOSOverALO)
+			}
+		}
+		ks := rc
+		ks.System = sysKStreams
+		if k, ok := find(results, ks); ok {
+			atLeast(fmt.Sprintf("≥ %.1f × Kafka Streams", goalOverKStreams), e, k, goalOverKStreams)
+			if o, kp := float64(e.P99MS), float64(k.P99MS); !math.IsNaN(o) && !math.IsNaN(kp) {
+				met, of := 0, 0
+				for _, v := range roundRatios(e, k, roundP99) {
+					of++
+					if v <= 1 {
+						met++
+					}
+				}
+				row("p99 ≤ Kafka Streams'", e, fmt.Sprintf("%.1f vs %.1f ms", o, kp), verdict(o <= kp, fmt.Sprintf("by %.1f ms", o-kp)), met, of)
+			}
+		}
+		// The raw pipe copies: one record out per record in, no state. It
+		// is the copy's limit; a wordcount writes two records per input
+		// (the count and its changelog), and its share of the pipe is in
+		// the table before.
+		if p, ok := find(results, runConfig{System: sysRawpipe, Workload: wlCopy, Guarantee: gNone, ValueBytes: e.ValueBytes}); ok && e.Workload == wlCopy {
+			atLeast(fmt.Sprintf("≥ %.1f × the raw pipe", goalOverRawPipe), e, p, goalOverRawPipe)
+		}
+		if o := float64(e.P99MS); !math.IsNaN(o) {
+			limit := float64(e.CommitIntervalMS + goalP99Slack)
+			met := 0
+			for _, r := range e.Rounds {
+				if float64(r.P99MS) <= limit {
+					met++
+				}
+			}
+			row(fmt.Sprintf("p99 ≤ commit interval + %d ms", goalP99Slack), e, fmt.Sprintf("%.1f ms (at most %.0f)", o, limit), verdict(o <= limit, fmt.Sprintf("by %.1f ms", o-limit)), met, len(e.Rounds))
+		}
+	}
+	if rows == 0 {
+		w("(no exactly-once configuration of onceflow)\n")
+	}
+}
+
+// verdict is "met", or "**missed** " and by how much.
+func verdict(met bool, by string) string {
+	if met {
+		return "met"
+	}
+	return "**missed** " + by
 }
 
 // perRound renders roundRatios and their median as "1.02, 0.95, 0.99
