@@ -373,9 +373,9 @@ func renderGoals(b *strings.Builder, results []Result) {
 		}
 		w("| %s | %s | %s | %s | %s | %s | %s |\n", goal, e.Workload, sizeLabel(e.ValueBytes), intervalLabel(e.CommitIntervalMS), measured, verdict, rounds)
 	}
-	// atLeast renders a ratio goal: the ratio of the medians against min,
+	// atLeast renders a ratio goal: the ratio of the medians against want,
 	// and how many per-round ratios reach it.
-	atLeast := func(goal string, e, other Result, min float64) {
+	atLeast := func(goal string, e, other Result, want float64) {
 		r := float64(e.RecordsPerSec) / float64(other.RecordsPerSec)
 		if math.IsNaN(r) || math.IsInf(r, 0) {
 			return
@@ -383,11 +383,11 @@ func renderGoals(b *strings.Builder, results []Result) {
 		rs := roundRatios(e, other, roundRPS)
 		met := 0
 		for _, v := range rs {
-			if v >= min {
+			if v >= want {
 				met++
 			}
 		}
-		row(goal, e, fmt.Sprintf("%.2fx", r), verdict(r >= min, fmt.Sprintf("by %.2f", min-r)), met, len(rs))
+		row(goal, e, fmt.Sprintf("%.2fx", r), verdict(r >= want, fmt.Sprintf("by %.2f", want-r)), met, len(rs))
 	}
 	for _, e := range results {
 		if e.System != sysOnceflow || e.Guarantee != gExactlyOnce {
