@@ -365,13 +365,21 @@ func renderGoals(b *strings.Builder, results []Result) {
 	w("| goal | workload | value | commit | measured | verdict | rounds |\n")
 	w("|---|---|---|---|---|---|---|\n")
 	rows := 0
-	row := func(goal string, e Result, measured, verdict string, met, of int) {
+	// row writes one goal's line; perRound are the rounds' own figures,
+	// and ok tells whether one meets the goal.
+	row := func(goal string, e Result, measured, outcome string, perRound []float64, ok func(float64) bool) {
 		rows++
 		rounds := "-"
-		if of > 0 {
-			rounds = fmt.Sprintf("%d of %d", met, of)
+		if len(perRound) > 0 {
+			met := 0
+			for _, v := range perRound {
+				if ok(v) {
+					met++
+				}
+			}
+			rounds = fmt.Sprintf("%d of %d", met, len(perRound))
 		}
-		w("| %s | %s | %s | %s | %s | %s | %s |\n", goal, e.Workload, sizeLabel(e.ValueBytes), intervalLabel(e.CommitIntervalMS), measured, verdict, rounds)
+		w("| %s | %s | %s | %s | %s | %s | %s |\n", goal, e.Workload, sizeLabel(e.ValueBytes), intervalLabel(e.CommitIntervalMS), measured, outcome, rounds)
 	}
 	// atLeast renders a ratio goal: the ratio of the medians against want,
 	// and how many per-round ratios reach it.
@@ -380,14 +388,8 @@ func renderGoals(b *strings.Builder, results []Result) {
 		if math.IsNaN(r) || math.IsInf(r, 0) {
 			return
 		}
-		rs := roundRatios(e, other, roundRPS)
-		met := 0
-		for _, v := range rs {
-			if v >= want {
-				met++
-			}
-		}
-		row(goal, e, fmt.Sprintf("%.2fx", r), verdict(r >= want, fmt.Sprintf("by %.2f", want-r)), met, len(rs))
+		row(goal, e, fmt.Sprintf("%.2fx", r), verdict(r >= want, fmt.Sprintf("by %.2f", want-r)),
+			roundRatios(e, other, roundRPS), func(v float64) bool { return v >= want })
 	}
 	for _, e := range results {
 		if e.System != sysOnceflow || e.Guarantee != gExactlyOnce {
@@ -406,14 +408,8 @@ func renderGoals(b *strings.Builder, results []Result) {
 		if k, ok := find(results, ks); ok {
 			atLeast(fmt.Sprintf("≥ %.1f × Kafka Streams", goalOverKStreams), e, k, goalOverKStreams)
 			if o, kp := float64(e.P99MS), float64(k.P99MS); !math.IsNaN(o) && !math.IsNaN(kp) {
-				met, of := 0, 0
-				for _, v := range roundRatios(e, k, roundP99) {
-					of++
-					if v <= 1 {
-						met++
-					}
-				}
-				row("p99 ≤ Kafka Streams'", e, fmt.Sprintf("%.1f vs %.1f ms", o, kp), verdict(o <= kp, fmt.Sprintf("by %.1f ms", o-kp)), met, of)
+				row("p99 ≤ Kafka Streams'", e, fmt.Sprintf("%.1f vs %.1f ms", o, kp), verdict(o <= kp, fmt.Sprintf("by %.1f ms", o-kp)),
+					roundRatios(e, k, roundP99), func(v float64) bool { return v <= 1 })
 			}
 		}
 		// The raw pipe copies: one record out per record in, no state. It
@@ -425,13 +421,12 @@ func renderGoals(b *strings.Builder, results []Result) {
 		}
 		if o := float64(e.P99MS); !math.IsNaN(o) {
 			limit := float64(e.CommitIntervalMS + goalP99Slack)
-			met := 0
-			for _, r := range e.Rounds {
-				if float64(r.P99MS) <= limit {
-					met++
-				}
+			p99s := make([]float64, len(e.Rounds))
+			for i, r := range e.Rounds {
+				p99s[i] = float64(r.P99MS)
 			}
-			row(fmt.Sprintf("p99 ≤ commit interval + %d ms", goalP99Slack), e, fmt.Sprintf("%.1f ms (at most %.0f)", o, limit), verdict(o <= limit, fmt.Sprintf("by %.1f ms", o-limit)), met, len(e.Rounds))
+			row(fmt.Sprintf("p99 ≤ commit interval + %d ms", goalP99Slack), e, fmt.Sprintf("%.1f ms (at most %.0f)", o, limit), verdict(o <= limit, fmt.Sprintf("by %.1f ms", o-limit)),
+				p99s, func(v float64) bool { return v <= limit })
 		}
 	}
 	if rows == 0 {
