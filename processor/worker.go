@@ -296,12 +296,7 @@ func nextPollLimit(limit, n int, took, target time.Duration, ceiling int) int {
 	if took > 0 {
 		want = int(min(float64(n)*float64(target)/float64(took), float64(ceiling)))
 	}
-	return clampInt(want, 1, min(4*limit, ceiling))
-}
-
-// clampInt returns v within [lo, hi].
-func clampInt(v, lo, hi int) int {
-	return min(max(v, lo), hi)
+	return min(max(want, 1), 4*limit, ceiling)
 }
 
 // prefetchAhead is how many records of a partition the worker takes at a
