@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -443,11 +444,7 @@ func renderLatencyFloor(b *strings.Builder, results []Result) {
 		}
 		rounds := ""
 		if ps := roundP99s(p); len(ps) > 0 {
-			parts := make([]string, len(ps))
-			for i, v := range ps {
-				parts[i] = fmt.Sprintf("%.1f", v)
-			}
-			rounds = " (rounds: " + strings.Join(parts, ", ") + ")"
+			rounds = " (rounds: " + joinFloats(ps, 1) + ")"
 		}
 		fmt.Fprintf(b, "\nFor scale: the raw pipe (%s values) commits nothing; paced at %s records/s it had a p99 of %s ms%s. Under exactly-once a record takes what the pipe takes and also waits for its transaction's commit (up to the interval, then the commit itself), so at a similar pace the pipe's p99 is a floor under the exactly-once p99, and the wait for a commit comes on top of it.\n",
 			sizeLabel(p.ValueBytes), f(p.LatencyRate, 0), f(p.P99MS, 1), rounds)
@@ -478,11 +475,16 @@ func perRound(a, b Result, get func(Round) num) string {
 	if len(rs) == 0 {
 		return "-"
 	}
-	parts := make([]string, len(rs))
-	for i, v := range rs {
-		parts[i] = fmt.Sprintf("%.2f", v)
+	return fmt.Sprintf("%s (%.2fx)", joinFloats(rs, 2), median(rs))
+}
+
+// joinFloats renders vs with the given decimals, comma-separated.
+func joinFloats(vs []float64, decimals int) string {
+	parts := make([]string, len(vs))
+	for i, v := range vs {
+		parts[i] = strconv.FormatFloat(v, 'f', decimals, 64)
 	}
-	return fmt.Sprintf("%s (%.2fx)", strings.Join(parts, ", "), median(rs))
+	return strings.Join(parts, ", ")
 }
 
 // micros is CPU seconds spread over records, in microseconds per record.
