@@ -127,7 +127,7 @@ func pacedProduce(ctx context.Context, seeds []string, topic string, rate float6
 		wg     sync.WaitGroup
 	)
 	fail := func(err error) { failed.CompareAndSwap(nil, &err) }
-	const maxRequestRecords = 4096 // about 130 KiB per partition of four at 100 B values
+	perRequest := requestRecords(valueBytes)
 	free := newWriterStack(nparts)
 	send := func(ws []*batchWriter) {
 		defer free.put(ws)
@@ -182,9 +182,9 @@ loop:
 			break
 		}
 		// A tick sends what fell due since the last, in requests of at
-		// most maxRequestRecords records: after a stall (all requests in
-		// flight, a pause of the process) a single batch could grow past
-		// the broker's message size limit.
+		// most perRequest records: after a stall (all requests in flight,
+		// a pause of the process) a single batch could grow past the
+		// broker's message size limit.
 		for want := int(rate * el.Seconds()); sent < want; {
 			ws, err := free.take(ctx)
 			if err != nil {
@@ -195,7 +195,7 @@ loop:
 				w.reset()
 			}
 			var kb [16]byte
-			for end := min(want, sent+maxRequestRecords); sent < end; sent++ {
+			for end := min(want, sent+perRequest); sent < end; sent++ {
 				i := uint64(first + sent)
 				j := keyIndex(i, keys)
 				ws[partOf[j]].add(appendKey(kb[:0], j), vals.value(i))
@@ -221,6 +221,27 @@ loop:
 		return int(acked.Load()), fmt.Errorf("paced producer: %w", stop)
 	}
 	return int(acked.Load()), nil
+}
+
+// A paced request carries at most maxRequestRecords records, and at most
+// maxRequestBytes of them encoded, so that no partition's batch nears the
+// broker's default message.max.bytes (1 MiB) even if every record of the
+// request went to one partition. Counting records alone let a request
+// after a stall carry 4,096 records of 1 KB, about 1 MiB for each of four
+// partitions, and the broker refused the largest with MESSAGE_TOO_LARGE.
+const (
+	maxRequestRecords = 4096
+	maxRequestBytes   = 600 << 10
+	// recordOverhead bounds a record's encoding beyond its value: the
+	// key (7 bytes, up to 20 in a key space past a million), and the
+	// length, attribute, delta and header fields (at most 12).
+	recordOverhead = 32
+)
+
+// requestRecords is how many records of valueBytes a paced request may
+// carry.
+func requestRecords(valueBytes int) int {
+	return max(1, min(maxRequestRecords, maxRequestBytes/(valueBytes+recordOverhead)))
 }
 
 // pacedTick is how often the paced producer sends what fell due: the

@@ -325,6 +325,34 @@ func TestBatchWriter(t *testing.T) {
 	}
 }
 
+// TestRequestRecordsFitOnePartition: a paced request's records, all in
+// one partition's batch, stay under maxRequestBytes and so under the
+// broker's default message.max.bytes (1,048,588), for every value size
+// the suite runs and beyond. 4,096 records of 1 KB, the limit before, did
+// not (the broker refused them with MESSAGE_TOO_LARGE).
+func TestRequestRecordsFitOnePartition(t *testing.T) {
+	const brokerDefault = 1_048_588
+	for _, size := range []int{0, 1, 100, 1000, 1024, 4096, 10_000, 100_000} {
+		vals := newValueSource(size)
+		n := requestRecords(size)
+		var w batchWriter
+		w.reset()
+		for i := range n {
+			w.add(appendKey(nil, 10_000_000+i), vals.value(uint64(i))) // 9-byte keys, longer than the suite's
+		}
+		got := len(w.finish(0))
+		if got > maxRequestBytes+batchHeaderLen || got > brokerDefault {
+			t.Errorf("value %d B: %d records encode to %d bytes, over %d", size, n, got, maxRequestBytes+batchHeaderLen)
+		}
+		if size <= 100 && n != maxRequestRecords {
+			t.Errorf("value %d B: %d records per request, want %d", size, n, maxRequestRecords)
+		}
+	}
+	if n := requestRecords(1024); n*(1024+7) > maxRequestBytes || n < 400 {
+		t.Errorf("1 KB values: %d records per request", n)
+	}
+}
+
 // TestPacedPartitions: the paced producer places keys as franz-go's default
 // partitioner (which loaded the input) does.
 func TestPacedPartitions(t *testing.T) {
