@@ -119,12 +119,17 @@ type cfg struct {
 	storeApplyInterval time.Duration
 	pollPace           time.Duration
 	pollPaceSet        bool
+	markerWait         time.Duration
+	markerWaitSet      bool
 	onRestore          func(RestoreProgress)
 }
 
 // maxDefaultPollPace caps the default PollPace: at 10 ms a producer that
 // sends every few milliseconds is fetched in a few requests per interval.
 const maxDefaultPollPace = 10 * time.Millisecond
+
+// maxDefaultMarkerWait caps the default MarkerWait.
+const maxDefaultMarkerWait = 5 * time.Millisecond
 
 func defaultCfg() cfg {
 	return cfg{
@@ -218,6 +223,24 @@ func MaxPollRecords(n int) Opt { return optFunc(func(c *cfg) { c.maxPollRecords 
 // are written. Kafka Streams has no counterpart.
 func PollPace(d time.Duration) Opt {
 	return optFunc(func(c *cfg) { c.pollPace, c.pollPaceSet = d, true })
+}
+
+// MarkerWait is how long an exactly-once worker holds back the first
+// records of a transaction after ending the one before, so that they
+// reach the broker after that transaction's markers. Ending a transaction
+// returns before the broker has written its commit (or abort) markers to
+// the partitions it touched, and a Kafka 4 broker running transaction
+// version 2 retries a new transaction's first write to a partition that
+// arrives before them only after its add.partitions.to.txn.retry.backoff.ms
+// (20 ms by default): the write, and the commit that waits for it, would
+// be that much late. The worker keeps processing while it holds; only the
+// hand-over to the client waits, and the held records become visible at
+// the commit either way. The default is a quarter of the commit interval,
+// at most 5 ms (the markers of a local broker took 1 to 2 ms; a cluster
+// that replicates them takes longer); 0 sends at once. Ignored under the
+// other guarantees. Kafka Streams has no counterpart.
+func MarkerWait(d time.Duration) Opt {
+	return optFunc(func(c *cfg) { c.markerWait, c.markerWaitSet = d, true })
 }
 
 // OnError sets what happens to a record that fails to deserialize or
@@ -369,6 +392,9 @@ func (c *cfg) validate() error {
 	if c.pollPace < 0 {
 		bad("PollPace: must not be negative, got %s", c.pollPace)
 	}
+	if c.markerWait < 0 {
+		bad("MarkerWait: must not be negative, got %s", c.markerWait)
+	}
 	if c.storeApplyInterval < 0 {
 		bad("StoreApplyInterval: must not be negative, got %s", c.storeApplyInterval)
 	}
@@ -394,6 +420,9 @@ func (c *cfg) finish() {
 	}
 	if !c.pollPaceSet {
 		c.pollPace = max(0, min(c.commitInterval/10, maxDefaultPollPace))
+	}
+	if !c.markerWaitSet {
+		c.markerWait = max(0, min(c.commitInterval/4, maxDefaultMarkerWait))
 	}
 	if c.instanceID == "" {
 		host, err := os.Hostname()

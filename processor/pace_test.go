@@ -55,38 +55,46 @@ func TestNoteUtil(t *testing.T) {
 	}
 }
 
-// TestPollPaceDefault checks PollPace's default (a tenth of the commit
-// interval, at most 10 ms), that an explicit value (0 included) is kept,
-// and that a negative one is refused naming the option.
-func TestPollPaceDefault(t *testing.T) {
+// TestPacingDefaults checks the defaults of PollPace (a tenth of the
+// commit interval, at most 10 ms) and MarkerWait (a quarter, at most
+// 5 ms), that an explicit value (0 included) is kept, and that a negative
+// one is refused naming the option.
+func TestPacingDefaults(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		opts []Opt
-		want time.Duration
+		name               string
+		opts               []Opt
+		wantPace, wantWait time.Duration
 	}{
-		{"exactly-once default interval", nil, 10 * time.Millisecond},
-		{"10 ms interval", []Opt{CommitInterval(10 * time.Millisecond)}, time.Millisecond},
-		{"1 s interval", []Opt{CommitInterval(time.Second)}, 10 * time.Millisecond},
-		{"off", []Opt{PollPace(0)}, 0},
-		{"explicit", []Opt{PollPace(25 * time.Millisecond)}, 25 * time.Millisecond},
+		{"exactly-once default interval", nil, 10 * time.Millisecond, 5 * time.Millisecond},
+		{"10 ms interval", []Opt{CommitInterval(10 * time.Millisecond)}, time.Millisecond, 2500 * time.Microsecond},
+		{"1 s interval", []Opt{CommitInterval(time.Second)}, 10 * time.Millisecond, 5 * time.Millisecond},
+		{"off", []Opt{PollPace(0), MarkerWait(0)}, 0, 0},
+		{"explicit", []Opt{PollPace(25 * time.Millisecond), MarkerWait(time.Millisecond)}, 25 * time.Millisecond, time.Millisecond},
 	} {
 		c := defaultCfg()
 		for _, o := range tc.opts {
 			o.apply(&c)
 		}
 		c.finish()
-		if c.pollPace != tc.want {
-			t.Errorf("%s: pollPace = %v, want %v", tc.name, c.pollPace, tc.want)
+		if c.pollPace != tc.wantPace || c.markerWait != tc.wantWait {
+			t.Errorf("%s: pollPace, markerWait = %v, %v, want %v, %v", tc.name, c.pollPace, c.markerWait, tc.wantPace, tc.wantWait)
 		}
 	}
-	c := defaultCfg()
-	for _, o := range []Opt{Brokers("127.0.0.1:9092"), ApplicationID("app"), PollPace(-time.Millisecond)} {
-		o.apply(&c)
-	}
-	c.finish()
-	err := c.validate()
-	if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "PollPace: must not be negative, got -1ms") {
-		t.Fatalf("validate with PollPace(-1ms) = %v, want ErrInvalidConfig naming PollPace and -1ms", err)
+	for _, tc := range []struct {
+		opt  Opt
+		want string
+	}{
+		{PollPace(-time.Millisecond), "PollPace: must not be negative, got -1ms"},
+		{MarkerWait(-time.Millisecond), "MarkerWait: must not be negative, got -1ms"},
+	} {
+		c := defaultCfg()
+		for _, o := range []Opt{Brokers("127.0.0.1:9092"), ApplicationID("app"), tc.opt} {
+			o.apply(&c)
+		}
+		c.finish()
+		if err := c.validate(); !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("validate = %v, want ErrInvalidConfig containing %q", err, tc.want)
+		}
 	}
 }
 

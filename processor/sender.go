@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -42,6 +43,9 @@ type sender struct {
 	stopped chan struct{} // closed when the goroutine returns
 	// dropping makes the goroutine skip what it has not produced yet.
 	dropping atomic.Bool
+	// holdUntil (Unix nanoseconds) is when the goroutine may hand records
+	// to the client again after hold.
+	holdUntil atomic.Int64
 }
 
 type sendItem struct {
@@ -82,6 +86,7 @@ func (s *sender) loop() {
 			}
 			s.queue = spare[:0]
 			s.mu.Unlock()
+			s.waitHold()
 			for _, it := range q {
 				if s.dropping.Load() {
 					break
@@ -92,6 +97,27 @@ func (s *sender) loop() {
 			}
 			clear(q)
 			spare = q
+		}
+	}
+}
+
+// hold keeps the goroutine from handing records to the client for d (see
+// MarkerWait); records queued meanwhile wait in the queue. drain waits
+// out the hold if records are queued.
+func (s *sender) hold(d time.Duration) {
+	if d > 0 {
+		s.holdUntil.Store(time.Now().Add(d).UnixNano())
+	}
+}
+
+// waitHold sleeps until the hold set last is over.
+func (s *sender) waitHold() {
+	if d := time.Until(time.Unix(0, s.holdUntil.Load())); d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-s.quit:
 		}
 	}
 }

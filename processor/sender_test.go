@@ -193,3 +193,67 @@ func TestRecordsReuse(t *testing.T) {
 		t.Fatalf("reused record not zeroed (or without its array): %+v", third)
 	}
 }
+
+// bufferedAt records when each record reached the client's buffer.
+type bufferedAt struct{ at chan time.Time }
+
+func (h bufferedAt) OnProduceRecordBuffered(*kgo.Record) { h.at <- time.Now() }
+
+// TestSenderHold checks MarkerWait's hold: records queued while the sender
+// holds reach the client no earlier than the hold's end, drain waits for
+// them to get there, and a hold of 0 leaves the sender as it was.
+func TestSenderHold(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	h := bufferedAt{at: make(chan time.Time, 16)}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ProducerLinger(0),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.WithHooks(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	s := newSender(cl)
+	defer s.stop()
+
+	var acked atomic.Int64
+	promise := func(_ *kgo.Record, err error) {
+		if err == nil {
+			acked.Add(1)
+		}
+	}
+	const d = 50 * time.Millisecond
+	s.hold(d)
+	end := time.Unix(0, s.holdUntil.Load())
+	for i := range 3 {
+		s.send(&kgo.Record{Topic: "t", Value: fmt.Appendf(nil, "held-%d", i)}, promise)
+	}
+	s.drain()
+	for i := range 3 {
+		select {
+		case at := <-h.at:
+			if at.Before(end) {
+				t.Errorf("held record %d reached the client %v before the hold ended", i, end.Sub(at))
+			}
+		default:
+			t.Fatalf("drain returned with %d of 3 held records in the client", i)
+		}
+	}
+
+	s.hold(0) // no new hold: the one above is over
+	s.send(&kgo.Record{Topic: "t", Value: []byte("free")}, promise)
+	s.drain()
+	if len(h.at) != 1 {
+		t.Fatalf("%d records reached the client after a hold of 0, want 1", len(h.at))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := cl.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := acked.Load(); got != 4 {
+		t.Fatalf("%d records acknowledged, want 4", got)
+	}
+}

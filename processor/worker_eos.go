@@ -169,6 +169,9 @@ func (w *worker) endTxnWithin(want kgo.TransactionEndTry, limit time.Duration) e
 		want = kgo.TryAbort
 	}
 	committed, err := w.txn.sess.End(ctx, want)
+	// The broker writes this transaction's markers after End returns; the
+	// next transaction's first records wait for them (MarkerWait).
+	w.send.hold(w.p.cfg.markerWait)
 	w.txn.open = false
 	w.txn.noteUtil()
 	if err != nil {
