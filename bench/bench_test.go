@@ -136,6 +136,14 @@ func TestThreadsFlag(t *testing.T) {
 	if got := strings.Join(argv, " "); !strings.Contains(got, "--threads 2") {
 		t.Errorf("Kafka Streams argv %q lacks --threads 2", got)
 	}
+	if got := markerWaitArgs(cfg.markerWait); got != nil {
+		t.Errorf("default --marker-wait passes %q to the processor, want nothing", got)
+	}
+	if cfg, err := parseSuiteFlags([]string{"--brokers", "b:9092", "--marker-wait", "0"}); err != nil || cfg.markerWait != 0 {
+		t.Fatalf("--marker-wait 0: %v, %+v", err, cfg)
+	} else if got := strings.Join(markerWaitArgs(cfg.markerWait), " "); got != "--marker-wait 0s" {
+		t.Errorf("--marker-wait 0 passes %q to the processor, want --marker-wait 0s", got)
+	}
 	for _, bad := range []string{"0", "65"} {
 		_, err := parseSuiteFlags([]string{"--brokers", "b:9092", "--threads", bad})
 		if err == nil || !strings.Contains(err.Error(), "--threads") {

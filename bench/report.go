@@ -161,6 +161,7 @@ type reportMeta struct {
 	Partitions  int
 	Keys        int
 	Threads     int
+	MarkerWait  string // --marker-wait; empty: the processor's default
 	Repeats     int
 	LatencyPct  float64
 	LatencyRate float64 // records/s for all; 0: LatencyPct of each
@@ -232,6 +233,9 @@ func renderMarkdown(meta reportMeta, results []Result) string {
 	w("- run: %s, %s\n", meta.Date, kind)
 	w("- broker: %s; %d partitions per topic; %d distinct keys\n", meta.Brokers, meta.Partitions, meta.Keys)
 	w("- processing threads per instance: %d (onceflow `Workers`, Kafka Streams `num.stream.threads`; the raw pipe has one consumer and one producer)\n", max(meta.Threads, 1))
+	if meta.MarkerWait != "" {
+		w("- onceflow `MarkerWait`: %s (--marker-wait; the default is a quarter of the commit interval, at most 5 ms)\n", meta.MarkerWait)
+	}
 	cpu := ""
 	if meta.CPU != "" {
 		cpu = " (" + meta.CPU + ")"

@@ -201,7 +201,12 @@ func (s *suite) logf(format string, args ...any) {
 }
 
 func (s *suite) meta() reportMeta {
+	var markerWait string
+	if s.cfg.markerWait >= 0 {
+		markerWait = s.cfg.markerWait.String()
+	}
 	return reportMeta{
+		MarkerWait:   markerWait,
 		Date:         s.started.Format(time.RFC3339),
 		Brokers:      s.brokers,
 		Partitions:   s.cfg.partitions,
@@ -432,6 +437,7 @@ func (s *suite) runOnce(ctx context.Context, rc runConfig, n int, tag string) (s
 			"--commit-interval", (time.Duration(rc.IntervalMS) * time.Millisecond).String(),
 			"--brokers", s.brokers, "--input", in, "--output", out, "--app-id", app,
 			"--instance-id", "bench-0", "--state-dir", stateDir, "--workers", strconv.Itoa(s.cfg.threads)}
+		argv = append(argv, markerWaitArgs(s.cfg.markerWait)...)
 		// Debugging aids, off by default: a CPU profile of the processor
 		// and its log level (debug, info, warn), and an allocation profile.
 		if os.Getenv("BENCH_CPUPROFILE") != "" {
