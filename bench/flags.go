@@ -47,8 +47,8 @@ type suiteConfig struct {
 	repeat       int
 	partitions   int
 	keys         int
-	threads      int           // processing threads per system instance
-	markerWait   time.Duration // onceflow's processor.MarkerWait; negative: its default
+	threads      int         // processing threads per system instance
+	markerWait   optDuration // onceflow's processor.MarkerWait; unset: its default
 	latencyFrac  float64
 	latencyRate  float64 // records/s for every configuration; 0: latencyFrac of each one's throughput
 	latencyDur   time.Duration
@@ -88,7 +88,7 @@ with scripts/kafka-local.sh and stops it at the end.
 	fs.IntVar(&c.partitions, "partitions", 4, "partitions of the input and output topics")
 	fs.IntVar(&c.keys, "keys", 100_000, "distinct input keys (w000000, w000001, ...)")
 	fs.IntVar(&c.threads, "threads", 1, "processing threads per instance: onceflow's Workers, Kafka Streams' num.stream.threads (the raw pipe has one consumer and one producer)")
-	fs.DurationVar(&c.markerWait, "marker-wait", -1, "onceflow's processor.MarkerWait under exactly-once, to measure it (default -1: the processor's own, a quarter of the commit interval, at most 5ms; 0: off)")
+	fs.Var(&c.markerWait, "marker-wait", "onceflow's processor.MarkerWait under exactly-once, to measure it (default: the processor's own, a quarter of the commit interval, at most 5ms; 0: off)")
 	fs.Float64Var(&c.latencyFrac, "latency-fraction", 0.5, "latency phase rate as a fraction of the measured maximum throughput")
 	fs.Float64Var(&c.latencyRate, "latency-rate", 0, "latency phase rate in records/s for every configuration, so systems are compared at equal load (default 0: use --latency-fraction)")
 	fs.StringVar(&brokerPIDs, "broker-pids", "", "comma-separated process ids of the --brokers broker, to record its CPU seconds per configuration (default: those of the broker the suite starts; none for --brokers)")
@@ -332,11 +332,36 @@ func intervalLabel(ms int64) string {
 	return (time.Duration(ms) * time.Millisecond).String()
 }
 
+// optDuration is a duration flag that tells whether it was set.
+type optDuration struct {
+	d   time.Duration
+	set bool
+}
+
+func (o *optDuration) String() string {
+	if o == nil || !o.set {
+		return ""
+	}
+	return o.d.String()
+}
+
+func (o *optDuration) Set(v string) error {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return err
+	}
+	if d < 0 {
+		return fmt.Errorf("must not be negative, got %s", v)
+	}
+	o.d, o.set = d, true
+	return nil
+}
+
 // markerWaitArgs are the processor child's arguments for --marker-wait:
 // none when the suite leaves the processor its default.
-func markerWaitArgs(d time.Duration) []string {
-	if d < 0 {
+func markerWaitArgs(o optDuration) []string {
+	if !o.set {
 		return nil
 	}
-	return []string{"--marker-wait", d.String()}
+	return []string{"--marker-wait", o.d.String()}
 }

@@ -36,7 +36,8 @@ func processorCmd(ctx context.Context, args []string) error {
 	fs.StringVar(&cpuprofile, "cpuprofile", "", "") // hidden: write a CPU profile of the whole run
 	fs.StringVar(&memprofile, "memprofile", "", "") // hidden: write an allocation profile at exit
 	workers := fs.Int("workers", 1, "processing threads (processor.Workers)")
-	markerWait := fs.Duration("marker-wait", -1, "processor.MarkerWait (negative: the processor's default)")
+	var markerWait optDuration
+	fs.Var(&markerWait, "marker-wait", "processor.MarkerWait (default: the processor's own)")
 	var logLevel slog.Level = slog.LevelWarn
 	fs.TextVar(&logLevel, "log-level", slog.LevelWarn, "") // hidden: the processor's log level
 	fs.Usage = func() {
@@ -73,8 +74,8 @@ func processorCmd(ctx context.Context, args []string) error {
 	if stateDir != "" {
 		opts = append(opts, processor.StateDir(stateDir))
 	}
-	if *markerWait >= 0 {
-		opts = append(opts, processor.MarkerWait(*markerWait))
+	if markerWait.set {
+		opts = append(opts, processor.MarkerWait(markerWait.d))
 	}
 	p, err := processor.New(topo, opts...)
 	if err != nil {

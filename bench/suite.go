@@ -201,12 +201,8 @@ func (s *suite) logf(format string, args ...any) {
 }
 
 func (s *suite) meta() reportMeta {
-	var markerWait string
-	if s.cfg.markerWait >= 0 {
-		markerWait = s.cfg.markerWait.String()
-	}
 	return reportMeta{
-		MarkerWait:   markerWait,
+		MarkerWait:   s.cfg.markerWait.String(),
 		Date:         s.started.Format(time.RFC3339),
 		Brokers:      s.brokers,
 		Partitions:   s.cfg.partitions,
