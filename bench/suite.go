@@ -202,12 +202,12 @@ func (s *suite) logf(format string, args ...any) {
 
 func (s *suite) meta() reportMeta {
 	return reportMeta{
-		MarkerWait:   s.cfg.markerWait.String(),
 		Date:         s.started.Format(time.RFC3339),
 		Brokers:      s.brokers,
 		Partitions:   s.cfg.partitions,
 		Keys:         s.cfg.keys,
 		Threads:      s.cfg.threads,
+		MarkerWait:   s.cfg.markerWait.String(),
 		Repeats:      s.cfg.repeat,
 		LatencyPct:   s.cfg.latencyFrac * 100,
 		LatencyRate:  s.cfg.latencyRate,

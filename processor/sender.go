@@ -22,8 +22,10 @@ import (
 // records, so nothing waits in its hands while it polls or commits.
 // Before anything that needs every queued record inside the client (a
 // flush, the end of a transaction, closing the client) the worker calls
-// drain; before aborting, discard. Promises run as with any produce, on
-// the client's goroutines.
+// drain; before aborting, discard. After ending a transaction an
+// exactly-once worker calls hold, so that the next transaction's first
+// records wait for the last one's markers (MarkerWait). Promises run as
+// with any produce, on the client's goroutines.
 type sender struct {
 	cl *kgo.Client
 
