@@ -112,15 +112,11 @@ func (s *sender) hold(d time.Duration) {
 	}
 }
 
-// waitHold sleeps until the hold set last is over.
+// waitHold sleeps until the hold set last is over. Nothing needs to cut
+// it short: stop closes quit only after drain, which waits for it.
 func (s *sender) waitHold() {
 	if d := time.Until(time.Unix(0, s.holdUntil.Load())); d > 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-s.quit:
-		}
+		time.Sleep(d)
 	}
 }
 
