@@ -93,6 +93,15 @@ func TestSenderDiscardWithFullBuffer(t *testing.T) {
 
 	discarded := make(chan error, 1)
 	go func() { discarded <- s.discard(ctx) }()
+	// Release the broker only once discard has told the goroutine to drop
+	// what it has not produced: released earlier, the goroutine would go
+	// on producing the queued records, and the broker would take them.
+	for !s.dropping.Load() {
+		if ctx.Err() != nil {
+			t.Fatal("discard did not start dropping")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	holding.Store(false)
 	close(release)
 	if err := <-discarded; err != nil {
