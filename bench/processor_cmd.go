@@ -13,6 +13,7 @@ import (
 
 	"github.com/onceflow/onceflow/processor"
 	"github.com/onceflow/onceflow/topology"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // processorCmd runs one onceflow processor instance until ctx is cancelled
@@ -35,6 +36,7 @@ func processorCmd(ctx context.Context, args []string) error {
 	fs.StringVar(&stateDir, "state-dir", "", "state directory (default: the processor's)")
 	fs.StringVar(&cpuprofile, "cpuprofile", "", "") // hidden: write a CPU profile of the whole run
 	fs.StringVar(&memprofile, "memprofile", "", "") // hidden: write an allocation profile at exit
+	reqTimes := fs.Bool("request-times", false, "") // hidden: print each request kind's round-trip times at exit
 	workers := fs.Int("workers", 1, "processing threads (processor.Workers)")
 	var markerWait optDuration
 	fs.Var(&markerWait, "marker-wait", "processor.MarkerWait (default: the processor's own)")
@@ -77,6 +79,10 @@ func processorCmd(ctx context.Context, args []string) error {
 	if markerWait.set {
 		opts = append(opts, processor.MarkerWait(markerWait.d))
 	}
+	var rt requestTimes
+	if *reqTimes {
+		opts = append(opts, processor.KgoOpts(kgo.WithHooks(&rt)))
+	}
 	p, err := processor.New(topo, opts...)
 	if err != nil {
 		return fmt.Errorf("processor: %w", err)
@@ -105,10 +111,14 @@ func processorCmd(ctx context.Context, args []string) error {
 			err = errors.Join(err, perr)
 		}
 	}
-	fmt.Fprintf(os.Stderr, "processor: stopped after %s: processed=%d commits=%d aborts=%d commit_time=%s (%.0f%% of wall time, %.1f ms per commit) poll_time=%s (%.0f%%) err=%v\n",
+	perCommit := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(max(st.Commits, 1)) }
+	fmt.Fprintf(os.Stderr, "processor: stopped after %s: processed=%d commits=%d aborts=%d commit_time=%s (%.0f%% of wall time, %.1f ms per commit, of which flushing %.1f ms) poll_time=%s (%.0f%%) err=%v\n",
 		wall.Round(time.Millisecond), st.Processed, st.Commits, st.Aborts, st.CommitTime.Round(time.Millisecond),
-		100*st.CommitTime.Seconds()/wall.Seconds(), float64(st.CommitTime.Milliseconds())/float64(max(st.Commits, 1)),
+		100*st.CommitTime.Seconds()/wall.Seconds(), perCommit(st.CommitTime), perCommit(st.FlushTime),
 		st.PollTime.Round(time.Millisecond), 100*st.PollTime.Seconds()/wall.Seconds(), err)
+	if *reqTimes {
+		fmt.Fprintf(os.Stderr, "processor: requests:%s\n", rt.summary())
+	}
 	if err != nil {
 		return fmt.Errorf("processor: run: %w", err)
 	}

@@ -435,12 +435,16 @@ func (s *suite) runOnce(ctx context.Context, rc runConfig, n int, tag string) (s
 			"--instance-id", "bench-0", "--state-dir", stateDir, "--workers", strconv.Itoa(s.cfg.threads)}
 		argv = append(argv, markerWaitArgs(s.cfg.markerWait)...)
 		// Debugging aids, off by default: a CPU profile of the processor
-		// and its log level (debug, info, warn), and an allocation profile.
+		// and its log level (debug, info, warn), an allocation profile, and
+		// each request kind's round-trip times.
 		if os.Getenv("BENCH_CPUPROFILE") != "" {
 			argv = append(argv, "--cpuprofile", filepath.Join(s.logDir, base+".cpu.pprof"))
 		}
 		if os.Getenv("BENCH_MEMPROFILE") != "" {
 			argv = append(argv, "--memprofile", filepath.Join(s.logDir, base+".allocs.pprof"))
+		}
+		if os.Getenv("BENCH_REQTIMES") != "" {
+			argv = append(argv, "--request-times")
 		}
 		if lvl := os.Getenv("BENCH_PROCESSOR_LOG"); lvl != "" {
 			argv = append(argv, "--log-level", lvl)

@@ -40,6 +40,12 @@ type Stats struct {
 	// No records are processed meanwhile; CommitTime over Run's wall time is
 	// the share a guarantee's commits cost.
 	CommitTime time.Duration
+	// FlushTime is the part of CommitTime spent flushing: handing the
+	// records processed so far to the client and waiting until the brokers
+	// acknowledged every output and changelog record. The rest of
+	// CommitTime is committing offsets and, under ExactlyOnce, ending the
+	// transaction.
+	FlushTime time.Duration
 	// PollTime is the time workers spent waiting for records from the
 	// brokers, summed over the workers: time in which they had nothing to
 	// process. Wall time minus PollTime minus CommitTime is what processing
@@ -49,7 +55,7 @@ type Stats struct {
 
 type counters struct {
 	processed, skipped, deadLettered, commits, aborts atomic.Int64
-	commitNanos, pollNanos                            atomic.Int64
+	commitNanos, flushNanos, pollNanos                atomic.Int64
 }
 
 // New validates the options and returns a Processor for t. It reports every
@@ -82,6 +88,7 @@ func (p *Processor) Stats() Stats {
 		Commits:      p.stats.commits.Load(),
 		Aborts:       p.stats.aborts.Load(),
 		CommitTime:   time.Duration(p.stats.commitNanos.Load()),
+		FlushTime:    time.Duration(p.stats.flushNanos.Load()),
 		PollTime:     time.Duration(p.stats.pollNanos.Load()),
 	}
 }

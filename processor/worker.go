@@ -358,6 +358,15 @@ func (w *worker) resetTasks() {
 	w.discardStores()
 }
 
+// flush hands every queued record to the client and waits until the
+// brokers acknowledged them all, adding the time to Stats.FlushTime.
+func (w *worker) flush(ctx context.Context) error {
+	began := time.Now()
+	defer func() { w.p.stats.flushNanos.Add(int64(time.Since(began))) }()
+	w.send.drain()
+	return w.cl.Flush(ctx)
+}
+
 // timeCommit adds the time since began to Stats.CommitTime.
 func (w *worker) timeCommit(began time.Time) {
 	w.p.stats.commitNanos.Add(int64(time.Since(began)))

@@ -160,8 +160,7 @@ func (w *worker) endTxnWithin(want kgo.TransactionEndTry, limit time.Duration) e
 	if want == kgo.TryCommit {
 		w.produceChangelogs()
 	}
-	w.send.drain()
-	if err := w.cl.Flush(ctx); err != nil {
+	if err := w.flush(ctx); err != nil {
 		return fmt.Errorf("processor: flush transaction %s: %w", w.txnID, err)
 	}
 	produceErr := w.takeProduceErr()

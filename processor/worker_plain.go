@@ -97,8 +97,7 @@ func (w *worker) commitPlain(dirty bool) error {
 	defer cancel()
 	defer w.timeCommit(time.Now())
 	w.produceChangelogs()
-	w.send.drain()
-	if err := w.cl.Flush(ctx); err != nil {
+	if err := w.flush(ctx); err != nil {
 		return fmt.Errorf("processor: flush: %w", err)
 	}
 	if err := w.takeProduceErr(); err != nil {
