@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -53,7 +54,7 @@ func (rt *requestTimes) summary() string {
 	for k := range rt.kind {
 		keys = append(keys, k)
 	}
-	slices.SortFunc(keys, func(a, b int16) int { return int(rt.kind[b].total - rt.kind[a].total) })
+	slices.SortFunc(keys, func(a, b int16) int { return cmp.Compare(rt.kind[b].total, rt.kind[a].total) })
 	var b strings.Builder
 	for _, k := range keys {
 		t := rt.kind[k]
