@@ -111,7 +111,7 @@ func processorCmd(ctx context.Context, args []string) error {
 			err = errors.Join(err, perr)
 		}
 	}
-	perCommit := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(max(st.Commits, 1)) }
+	perCommit := func(d time.Duration) float64 { return ms(d) / float64(max(st.Commits, 1)) }
 	fmt.Fprintf(os.Stderr, "processor: stopped after %s: processed=%d commits=%d aborts=%d commit_time=%s (%.0f%% of wall time, %.1f ms per commit, of which flushing %.1f ms) poll_time=%s (%.0f%%) err=%v\n",
 		wall.Round(time.Millisecond), st.Processed, st.Commits, st.Aborts, st.CommitTime.Round(time.Millisecond),
 		100*st.CommitTime.Seconds()/wall.Seconds(), perCommit(st.CommitTime), perCommit(st.FlushTime),

@@ -58,8 +58,7 @@ func (rt *requestTimes) summary() string {
 	var b strings.Builder
 	for _, k := range keys {
 		t := rt.kind[k]
-		fmt.Fprintf(&b, " %s n=%d mean=%.2fms max=%.1fms;", kmsg.NameForKey(k), t.n,
-			float64(t.total.Microseconds())/1000/float64(t.n), float64(t.max.Microseconds())/1000)
+		fmt.Fprintf(&b, " %s n=%d mean=%.2fms max=%.1fms;", kmsg.NameForKey(k), t.n, ms(t.total)/float64(t.n), ms(t.max))
 	}
 	return strings.TrimSuffix(b.String(), ";")
 }
