@@ -44,8 +44,8 @@ type Stats struct {
 	// records processed so far to the client and waiting until the brokers
 	// acknowledged every output and changelog record. The rest of
 	// CommitTime is committing offsets, under ExactlyOnce ending the
-	// transaction, and handing committed store writes to Pebble when an
-	// apply is due (see StoreApplyInterval).
+	// transaction, and collecting committed store writes for Pebble while
+	// an apply is due (see StoreApplyInterval).
 	FlushTime time.Duration
 	// PollTime is the time workers spent waiting for records from the
 	// brokers, summed over the workers: time in which they had nothing to

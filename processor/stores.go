@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -107,10 +108,13 @@ func (s *storeKV) produce(wr state.Write) {
 //
 // Committed writes wait in the overlays (unapplied) and reach Pebble in one
 // batch per apply: every applyEvery, or sooner when they fill half of
-// the worker's cache budget, on revocation and at shutdown. The batch is
-// applied on a goroutine of its own while the worker goes on (one apply at
-// a time); anything that reads Pebble directly (a cache miss, a range scan,
-// a restore, the next apply) first waits for the apply in flight.
+// the worker's cache budget, on revocation and at shutdown. A due apply
+// collects its writes from the overlays in parts, one after each commit
+// (see applyPart), so that no commit stops for all of them; revocation
+// and shutdown collect the rest at once. The batch is applied on a
+// goroutine of its own while the worker goes on (one apply at a time);
+// anything that reads Pebble directly (a cache miss, a range scan, a
+// restore, the next apply) first waits for the apply in flight.
 type stateTracker struct {
 	db     *state.DB
 	stores map[storeKey]*storeKV
@@ -124,6 +128,7 @@ type stateTracker struct {
 	lastApply        time.Time
 
 	applying chan error // result of the apply in flight; nil if none
+	part     *applyPart // the apply being collected; nil if none
 
 	restoreMu sync.Mutex
 	toRestore map[string][]int32 // paused source partitions waiting for a restore
@@ -189,8 +194,11 @@ func (s settledKV) PrefixScan(prefix []byte) (state.Iterator, error) {
 func (w *worker) forgetStores(id topology.TaskID) error {
 	views := w.state.byTask[id]
 	var err error
+	if w.state.part != nil {
+		err = w.applyStores() // it may hold some of the task's writes
+	}
 	for _, s := range views {
-		if s.Unapplied() > 0 {
+		if err == nil && s.Unapplied() > 0 {
 			err = w.applyStores()
 			break
 		}
@@ -283,56 +291,139 @@ const unappliedShare = 2
 // applyIfDue applies the unapplied writes if there are any and the apply
 // interval has passed, they fill half of the cache budget, or there is
 // no interval or no cache to wait in. The loops also call it when idle.
+// An apply is collected in parts: each call hands over the next part, and
+// the call that hands over the last one sends the batch to Pebble. When
+// the writes waiting fill the whole budget, the rest is collected at once.
 func (w *worker) applyIfDue() error {
 	st := &w.state
-	if st.db == nil || len(st.unappliedOffsets) == 0 && st.budget.Unapplied() == 0 {
+	if st.db == nil {
 		return nil
 	}
 	limit := st.budget.Limit()
-	if limit <= 0 || st.applyEvery <= 0 || st.budget.Unapplied() >= limit/unappliedShare || time.Since(st.lastApply) >= st.applyEvery {
+	if st.part != nil {
+		if st.budget.Unapplied() >= limit {
+			return w.applyStores()
+		}
+		w.collectApply(st.part.perCall)
+		return nil
+	}
+	if len(st.unappliedOffsets) == 0 && st.budget.Unapplied() == 0 {
+		return nil
+	}
+	if limit <= 0 || st.applyEvery <= 0 {
 		return w.applyStores()
+	}
+	if st.budget.Unapplied() >= limit/unappliedShare || time.Since(st.lastApply) >= st.applyEvery {
+		if err := w.startApply(); err != nil || st.part == nil {
+			return err
+		}
+		w.collectApply(st.part.perCall)
 	}
 	return nil
 }
 
-// applyStores hands the unapplied writes, together with the changelog
-// offsets they reach, to Pebble as one batch, applied on its own goroutine
-// once the previous one is done. An apply that fails is reported by the
-// next call, or by anything that waits for it.
+// applyPart is an apply being collected from the overlays (see
+// state.Overlay.StartApply): the keys unapplied when it started, with the
+// changelog offsets their writes reach.
+type applyPart struct {
+	stores  []*storeKV // the stores with keys to hand over, in order
+	next    int        // the first of them with keys left
+	writes  [][]state.Write
+	offsets map[storeKey]int64
+	perCall int // keys handed over per applyIfDue
+}
+
+// minApplyPart is the fewest keys a part of an apply hands over (about
+// half a millisecond's work), so that an apply ends within a few hundred
+// commits whatever the commit interval.
+const minApplyPart = 2048
+
+// startApply starts collecting an apply of the writes unapplied now. Its
+// parts are sized to hand everything over within about half the apply
+// interval, at one part per commit.
+func (w *worker) startApply() error {
+	st := &w.state
+	if err := st.settle(); err != nil {
+		return err
+	}
+	st.lastApply = time.Now()
+	p := &applyPart{}
+	keys := 0
+	for _, s := range st.stores {
+		if n := s.StartApply(); n > 0 {
+			p.stores = append(p.stores, s)
+			keys += n
+		}
+	}
+	if keys == 0 && len(st.unappliedOffsets) == 0 {
+		return nil
+	}
+	p.writes = make([][]state.Write, len(p.stores))
+	p.offsets = maps.Clone(st.unappliedOffsets)
+	clear(st.unappliedOffsets)
+	calls := max(1, int(st.applyEvery/2/w.p.cfg.commitInterval))
+	p.perCall = max(minApplyPart, (keys+calls-1)/calls)
+	st.part = p
+	return nil
+}
+
+// collectApply hands over up to n more keys of the apply being collected;
+// once every key is handed over it ends the apply in the overlays and
+// sends the batch to Pebble.
+func (w *worker) collectApply(n int) {
+	p := w.state.part
+	for n > 0 && p.next < len(p.stores) {
+		s := p.stores[p.next]
+		had := len(p.writes[p.next])
+		ws, done := s.TakeApplyPart(p.writes[p.next], n)
+		p.writes[p.next] = ws
+		n -= len(ws) - had
+		if done {
+			p.next++
+		}
+	}
+	if p.next < len(p.stores) {
+		return
+	}
+	for _, s := range p.stores {
+		s.EndApply()
+	}
+	w.state.part = nil
+	w.sendApply(p)
+}
+
+// applyStores applies every unapplied write now: it finishes the apply
+// being collected, if any, then applies what is left.
 func (w *worker) applyStores() error {
 	if w.state.db == nil {
 		return nil
 	}
-	if err := w.state.settle(); err != nil {
+	if w.state.part != nil {
+		w.collectApply(math.MaxInt)
+	}
+	if err := w.startApply(); err != nil || w.state.part == nil {
 		return err
 	}
-	w.state.lastApply = time.Now()
-	type part struct {
-		k      storeKey
-		writes []state.Write
-	}
-	var parts []part
-	for k, s := range w.state.stores {
-		if ws := s.TakeUnapplied(); len(ws) > 0 {
-			parts = append(parts, part{k, ws})
-		}
-	}
-	if len(parts) == 0 && len(w.state.unappliedOffsets) == 0 {
-		return nil
-	}
-	offsets := maps.Clone(w.state.unappliedOffsets)
-	clear(w.state.unappliedOffsets)
+	w.collectApply(math.MaxInt)
+	return nil
+}
+
+// sendApply hands a collected apply, together with the changelog offsets
+// it reaches, to Pebble as one batch, applied on its own goroutine once
+// the previous one is done. An apply that fails is reported by the next
+// call, or by anything that waits for it.
+func (w *worker) sendApply(p *applyPart) {
 	done := make(chan error, 1)
 	db, dir := w.state.db, w.p.cfg.stateDir
 	go func() {
 		// Sorted keys make Pebble's memtable inserts much cheaper (each
 		// starts its search where the previous one ended).
 		c := &state.Commit{}
-		for _, p := range parts {
-			state.SortWrites(p.writes)
-			c.Add(p.k.name, p.k.task.Partition, p.writes)
+		for i, s := range p.stores {
+			state.SortWrites(p.writes[i])
+			c.Add(s.key.name, s.key.task.Partition, p.writes[i])
 		}
-		for k, off := range offsets {
+		for k, off := range p.offsets {
 			c.SetCheckpoint(k.name, k.task.Partition, off)
 		}
 		if err := db.Commit(c); err != nil {
@@ -342,7 +433,6 @@ func (w *worker) applyStores() error {
 		done <- nil
 	}()
 	w.state.applying = done
-	return nil
 }
 
 // discardStores drops the pending writes of an aborted transaction.

@@ -81,6 +81,15 @@ type Overlay struct {
 	evictable int64          // bytes of this overlay's cached values that may be dropped (in the budget's used)
 	// evictScanned counts the slots eviction scans visited (for tests).
 	evictScanned int
+
+	// An apply in parts (StartApply) covers unapplied[:applyEnd], of which
+	// unapplied[:applyNext] were handed out; applyEnd is 0 when none is
+	// under way. applyEpoch numbers the applies; handed is the bytes of the
+	// values the one under way handed out (counted as unapplied in the
+	// budget, since they must stay until it ends, and evictable after).
+	applyNext, applyEnd int
+	applyEpoch          uint8
+	handed              int64
 }
 
 // pendingWrite is a key's pending write. The pending value itself is in
@@ -217,7 +226,8 @@ func (b *CacheBudget) Used() int64 { return b.used }
 func (b *CacheBudget) Limit() int64 { return b.limit }
 
 // Unapplied returns the bytes of pending and unapplied committed values
-// among Used.
+// among Used, and of the values an apply in parts under way handed out
+// (see [Overlay.StartApply]): what cannot be evicted.
 func (b *CacheBudget) Unapplied() int64 { return b.unapplied }
 
 var _ KV = (*Overlay)(nil)
@@ -340,7 +350,7 @@ func (o *Overlay) fit(i int32) {
 	}
 	target := b.limit - b.limit/8
 	if b.used-o.evictable > target {
-		if o.keys.slots[i].flags&slotUnapplied == 0 {
+		if o.droppable(&o.keys.slots[i]) {
 			o.uncache(i)
 		}
 		return
@@ -364,7 +374,7 @@ func (o *Overlay) evict(target int64) {
 		i := int32(o.evictAt)
 		o.evictAt++
 		o.evictScanned++
-		if s := &t.slots[i]; t.used(s) && s.flags&slotUnapplied == 0 {
+		if s := &t.slots[i]; t.used(s) && o.droppable(s) {
 			o.uncache(i)
 		}
 	}
@@ -379,9 +389,13 @@ func (o *Overlay) count(i int32) {
 	}
 	n := o.size(i)
 	o.budget.used += n
-	if s.flags&slotUnapplied != 0 {
+	switch {
+	case s.flags&slotUnapplied != 0:
 		o.budget.unapplied += n
-	} else {
+	case o.handedNow(s):
+		o.budget.unapplied += n
+		o.handed += n
+	default:
 		o.evictable += n
 	}
 }
@@ -393,11 +407,26 @@ func (o *Overlay) uncount(i int32) {
 	}
 	n := o.size(i)
 	o.budget.used -= n
-	if s.flags&slotUnapplied != 0 {
+	switch {
+	case s.flags&slotUnapplied != 0:
 		o.budget.unapplied -= n
-	} else {
+	case o.handedNow(s):
+		o.budget.unapplied -= n
+		o.handed -= n
+	default:
 		o.evictable -= n
 	}
+}
+
+// handedNow reports whether slot s's value was handed out by the apply in
+// parts under way: applied, but not in the base yet.
+func (o *Overlay) handedNow(s *slot) bool {
+	return s.flags&slotHanded != 0 && o.applyEnd != 0 && s.epoch == o.applyEpoch
+}
+
+// droppable reports whether slot s's value may be evicted.
+func (o *Overlay) droppable(s *slot) bool {
+	return s.flags&slotUnapplied == 0 && !o.handedNow(s)
 }
 
 // uncache forgets the cached value of slot i, and the key itself. The
@@ -507,7 +536,7 @@ func (o *Overlay) endTxn() {
 }
 
 // Unapplied returns the number of keys with an unapplied committed value.
-func (o *Overlay) Unapplied() int { return len(o.unapplied) }
+func (o *Overlay) Unapplied() int { return len(o.unapplied) - o.applyNext }
 
 // TakeUnapplied returns the unapplied committed values as writes, one per
 // key, in commit order (not sorted), and from then on treats them as
@@ -515,7 +544,8 @@ func (o *Overlay) Unapplied() int { return len(o.unapplied) }
 // the base again. With a cache they stay cached (and may be evicted);
 // without one the overlay forgets them. The slices may be shared with the
 // overlay and must not be modified; they stay valid whatever the overlay
-// does next.
+// does next. It also ends an apply in parts under way (see StartApply),
+// whose keys it hands out again: apply what TakeApplyPart returned first.
 func (o *Overlay) TakeUnapplied() []Write {
 	if len(o.unapplied) == 0 {
 		return nil
@@ -523,6 +553,98 @@ func (o *Overlay) TakeUnapplied() []Write {
 	ws := o.appendCommitted(make([]Write, 0, len(o.unapplied)), o.unapplied, nil)
 	o.markApplied()
 	return ws
+}
+
+// StartApply begins handing over the unapplied committed values in parts,
+// for a caller that cannot stop for all of them at once: TakeApplyPart
+// hands out a few at a time, and EndApply ends the apply once the caller
+// has them all. The apply covers the keys unapplied now (it returns how
+// many); keys committed later wait for the next one. Reads, writes and
+// commits go on meanwhile. A handed-out value counts as applied at once
+// (a key written again goes in the next apply), but it stays in memory
+// until EndApply: the caller must apply every handed-out write before
+// anything reads the base after EndApply. StartApply during an apply
+// under way changes nothing and returns how many keys that one still has
+// to hand out.
+func (o *Overlay) StartApply() int {
+	if o.applyEnd == 0 && len(o.unapplied) > 0 {
+		o.applyNext, o.applyEnd = 0, len(o.unapplied)
+		o.applyEpoch++
+		if o.applyEpoch == 0 {
+			// The number wrapped: forget every earlier apply's marks,
+			// so that none looks current.
+			for i := range o.keys.slots {
+				o.keys.slots[i].flags &^= slotHanded
+			}
+		}
+	}
+	return o.applyEnd - o.applyNext
+}
+
+// TakeApplyPart appends to ws, and returns, the committed values of up to n
+// more keys of the apply under way (see StartApply), as TakeUnapplied
+// would, and reports whether every key of the apply was handed out. For a
+// key with a pending write it hands out the committed value that write
+// replaced. Each key's work happens here, a part at a time, so that
+// EndApply does not visit the keys again.
+func (o *Overlay) TakeApplyPart(ws []Write, n int) ([]Write, bool) {
+	end := o.applyEnd
+	if n < end-o.applyNext {
+		end = o.applyNext + max(n, 0)
+	}
+	var buf []byte
+	for _, i := range o.unapplied[o.applyNext:end] {
+		s := &o.keys.slots[i]
+		o.uncount(i)
+		if w := o.pendingOf(i); w != nil {
+			ws, buf = o.appendPrev(ws, buf, i, w)
+			// The replaced value is applied: if the write commits, the
+			// key is listed again; if it is discarded, the slot goes
+			// back to the handed-out value.
+			w.prevUnapp = false
+		} else {
+			ws, buf = o.appendCurrent(ws, buf, i)
+			s.flags &^= slotUnapplied
+		}
+		s.flags |= slotHanded
+		s.epoch = o.applyEpoch
+		o.count(i)
+	}
+	o.applyNext = end
+	return ws, end == o.applyEnd
+}
+
+// EndApply ends the apply under way: the values TakeApplyPart handed out
+// become ordinary cached ones (without a cache, the overlay forgets them),
+// and the keys it did not hand out stay unapplied. The caller must have
+// applied every handed-out write, or be about to before anything reads the
+// base again.
+func (o *Overlay) EndApply() {
+	if o.applyEnd == 0 {
+		return
+	}
+	if o.budget == nil {
+		for _, i := range o.unapplied[:o.applyNext] {
+			if s := &o.keys.slots[i]; o.handedNow(s) && s.flags&slotUnapplied == 0 && !o.hasPending(s) {
+				o.uncache(i)
+			}
+		}
+	}
+	n := copy(o.unapplied, o.unapplied[o.applyNext:])
+	clear(o.unapplied[n:])
+	o.unapplied, o.merged = o.unapplied[:n], nil
+	o.closeApply()
+	o.shrink()
+}
+
+// closeApply ends the apply under way, if any, in the accounting: what it
+// handed out becomes evictable.
+func (o *Overlay) closeApply() {
+	if o.budget != nil {
+		o.budget.unapplied -= o.handed
+		o.evictable += o.handed
+	}
+	o.handed, o.applyNext, o.applyEnd = 0, 0, 0
 }
 
 // setApplied makes slot i's unapplied value an ordinary cached one (the
@@ -541,6 +663,7 @@ func (o *Overlay) setApplied(i int32) {
 
 // markApplied turns the unapplied values into ordinary cached ones.
 func (o *Overlay) markApplied() {
+	o.closeApply()
 	for _, i := range o.unapplied {
 		o.setApplied(i)
 		if o.budget == nil && !o.hasPending(&o.keys.slots[i]) {
@@ -567,6 +690,7 @@ func (o *Overlay) shrink() {
 // elsewhere (a changelog restore). Pending writes stay; Discard then
 // leaves their keys uncached.
 func (o *Overlay) ResetCache() {
+	o.closeApply()
 	for _, i := range o.unapplied {
 		o.setApplied(i)
 	}
@@ -690,7 +814,14 @@ func (o *Overlay) view() []Write {
 		return o.Writes()
 	}
 	if o.merged == nil {
-		ws := o.appendCommitted(o.UnorderedWrites(), o.unapplied, func(i int32) bool { return !o.hasPending(&o.keys.slots[i]) })
+		// Values an apply under way handed out are not in the base yet:
+		// they count unless the key was written again since (it is then
+		// pending, or unapplied and listed again).
+		ws := o.appendCommitted(o.UnorderedWrites(), o.unapplied[:o.applyNext], func(i int32) bool {
+			s := &o.keys.slots[i]
+			return !o.hasPending(s) && s.flags&slotUnapplied == 0
+		})
+		ws = o.appendCommitted(ws, o.unapplied[o.applyNext:], func(i int32) bool { return !o.hasPending(&o.keys.slots[i]) })
 		SortWrites(ws)
 		o.merged = ws
 	}
@@ -755,7 +886,7 @@ func (o *Overlay) Discard() {
 		o.count(i)
 		// Without a cache a key is known only while it is pending or
 		// unapplied.
-		if w.prevState == notCached || o.budget == nil && !w.prevUnapp {
+		if w.prevState == notCached || o.budget == nil && !w.prevUnapp && !o.handedNow(s) {
 			t.setValue(i, nil, notCached)
 			t.remove(i)
 		}

@@ -3,6 +3,7 @@ package state_test
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -644,6 +645,14 @@ func testOverlayModel(t *testing.T, base state.KV, o *state.Overlay, budget *sta
 		return k
 	}
 	model, committed := state.NewMemKV(), state.NewMemKV()
+	// handed holds what an apply in parts (StartApply) handed out and the
+	// base has not had yet.
+	var handed []state.Write
+	applying, allHanded := false, false
+	applyHanded := func() {
+		applyWrites(t, base, handed)
+		handed, applying = nil, false
+	}
 	for step := range steps {
 		if budget != nil && budget.Used()-budget.Unapplied() > limit {
 			t.Fatalf("step %d: cache uses %d bytes (%d unapplied), over its budget", step, budget.Used(), budget.Unapplied())
@@ -694,6 +703,7 @@ func testOverlayModel(t *testing.T, base state.KV, o *state.Overlay, budget *sta
 				t.Fatalf("step %d: PrefixScan(%q) = %q, model %q", step, p, got, want)
 			}
 		case op < 92:
+			applyHanded()
 			if err := o.Commit(); err != nil {
 				t.Fatal(err)
 			}
@@ -712,20 +722,30 @@ func testOverlayModel(t *testing.T, base state.KV, o *state.Overlay, budget *sta
 				t.Fatalf("step %d: %d pending writes after Committed", step, o.Pending())
 			}
 			committed = copyKV(t, model)
+		case op < 97 && rng.IntN(3) > 0:
+			// ... or in parts, one step at a time between other reads,
+			// writes and commits: start, hand out a few keys at a time,
+			// and once every key is handed out, apply them and end.
+			switch {
+			case !applying:
+				o.StartApply()
+				applying, allHanded = true, false
+			case !allHanded:
+				n := 1 + rng.IntN(4)
+				if rng.IntN(8) == 0 {
+					n = math.MaxInt // the rest at once
+				}
+				handed, allHanded = o.TakeApplyPart(handed, n)
+			default:
+				applyHanded()
+				o.EndApply()
+				applying = false
+			}
 		case op < 97:
 			// ... then apply the unapplied values to the base itself, in no
-			// particular order.
-			for _, w := range o.TakeUnapplied() {
-				var err error
-				if w.Delete {
-					err = base.Delete(w.Key)
-				} else {
-					err = base.Put(w.Key, w.Value)
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-			}
+			// particular order (after what an apply in parts handed out).
+			applyHanded()
+			applyWrites(t, base, o.TakeUnapplied())
 			if o.Unapplied() != 0 {
 				t.Fatalf("step %d: %d unapplied after TakeUnapplied", step, o.Unapplied())
 			}
@@ -735,6 +755,22 @@ func testOverlayModel(t *testing.T, base state.KV, o *state.Overlay, budget *sta
 		default:
 			o.Discard()
 			model = copyKV(t, committed)
+		}
+	}
+}
+
+// applyWrites applies ws to kv in order.
+func applyWrites(t *testing.T, kv state.KV, ws []state.Write) {
+	t.Helper()
+	for _, w := range ws {
+		var err error
+		if w.Delete {
+			err = kv.Delete(w.Key)
+		} else {
+			err = kv.Put(w.Key, w.Value)
+		}
+		if err != nil {
+			t.Fatal(err)
 		}
 	}
 }
@@ -1053,5 +1089,87 @@ func TestOverlayTableChurn(t *testing.T) {
 	}
 	if slots != 16384 {
 		t.Fatalf("the table has %d slots for at most %d keys; want 16384", slots, maxLive)
+	}
+}
+
+// TestOverlayApplyInParts runs an apply in parts (StartApply,
+// TakeApplyPart, EndApply) across writes, commits, discards and reads, and
+// checks after every step that the base, plus what was handed out and not
+// applied yet, plus the overlay's unapplied values, is what was committed:
+// a key written again after its value was handed out must stay unapplied.
+func TestOverlayApplyInParts(t *testing.T) {
+	for _, limit := range []int64{0, 1 << 20, 2000} {
+		t.Run(fmt.Sprintf("cache=%d", limit), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(3, 4))
+			base := state.NewMemKV()
+			o := state.NewOverlay(base)
+			if limit > 0 {
+				o = state.NewCachedOverlay(base, state.NewCacheBudget(limit))
+			}
+			model, committed := state.NewMemKV(), state.NewMemKV()
+			var handed []state.Write
+			applying, allHanded, ends := false, false, 0
+			for step := range 3000 {
+				k := fmt.Appendf(nil, "k%02d", rng.IntN(60))
+				switch op := rng.IntN(100); {
+				case op < 45:
+					v := fmt.Appendf(nil, "v%d", step)
+					_ = o.Put(k, v)
+					_ = model.Put(k, v)
+				case op < 50:
+					_ = o.Delete(k)
+					_ = model.Delete(k)
+				case op < 65:
+					got, gotOK, _ := o.Get(k)
+					want, wantOK, _ := model.Get(k)
+					if gotOK != wantOK || string(got) != string(want) {
+						t.Fatalf("step %d: Get(%q) = %q, %v; model %q, %v", step, k, got, gotOK, want, wantOK)
+					}
+				case op < 75:
+					o.Committed()
+					committed = copyKV(t, model)
+				case op < 78:
+					o.Discard()
+					model = copyKV(t, committed)
+				case !applying:
+					if o.StartApply() > 0 {
+						applying, allHanded = true, false
+					}
+				case !allHanded:
+					n := 1 + rng.IntN(8)
+					if rng.IntN(8) == 0 {
+						n = math.MaxInt // the rest at once
+					}
+					handed, allHanded = o.TakeApplyPart(handed, n)
+				default:
+					applyWrites(t, base, handed)
+					handed, applying = nil, false
+					o.EndApply()
+					ends++
+					if limit == 0 {
+						// Without a cache the overlay knows only the
+						// pending and the unapplied keys.
+						known := map[string]bool{}
+						for _, ws := range [][]state.Write{o.UnorderedWrites(), state.UnappliedWrites(o)} {
+							for _, w := range ws {
+								known[string(w.Key)] = true
+							}
+						}
+						if _, live := state.TableSize(o); live != len(known) {
+							t.Fatalf("step %d: no cache, %d keys in the table after EndApply, want %d (pending or unapplied)", step, live, len(known))
+						}
+					}
+				}
+				seen := copyKV(t, base)
+				applyWrites(t, seen, handed)
+				applyWrites(t, seen, state.UnappliedWrites(o))
+				if got, want := contents(t, seen), contents(t, committed); !slices.Equal(got, want) {
+					t.Fatalf("step %d: base, handed-out and unapplied values = %q, committed %q", step, got, want)
+				}
+			}
+			if ends < 20 {
+				t.Fatalf("only %d applies in parts ended, want at least 20", ends)
+			}
+		})
 	}
 }

@@ -56,7 +56,9 @@ type slot struct {
 	// one, else its committed one. flags are slotUnapplied, slotExtValue
 	// and slotLogged; vlen is the length of an inline value.
 	cachedState, flags, vlen uint8
-	_                        uint8
+	// epoch is the number of the apply in parts that handed the slot's
+	// value out (with slotHanded; see Overlay.StartApply).
+	epoch uint8
 	// pend is 1 + the index of the key's pending write in the overlay's
 	// dirty list when pgen is the overlay's transaction number; otherwise
 	// the key has no pending write (a commit or discard moves the number
@@ -84,6 +86,11 @@ const (
 	// slotLogged: TakeUnlogged handed out the key's pending value, and no
 	// write came since. Meaningful only while the key has a pending write.
 	slotLogged
+	// slotHanded: TakeApplyPart handed out the key's committed value in
+	// the apply numbered epoch. The value counts as applied, but while
+	// that apply is under way the base does not have it yet, so it is not
+	// evicted (see Overlay.handedNow).
+	slotHanded
 )
 
 // extEntry holds a slot's long key and long value. Both are

@@ -70,6 +70,7 @@ const (
 const (
 	SessionTimeout     = 6 * time.Second
 	CommitInterval     = 100 * time.Millisecond
+	StoreApplyInterval = time.Second
 	TransactionTimeout = 5 * time.Second
 )
 
@@ -190,11 +191,16 @@ func WorkerMain() int {
 			return fail(2, fmt.Errorf("%s is required by the sums workload", EnvStateDir))
 		}
 		topo, err = SumsTopology(os.Getenv(EnvInput), os.Getenv(EnvOutput))
-		extra = append(extra, processor.StateDir(os.Getenv(EnvStateDir)), processor.OnRestore(func(r processor.RestoreProgress) {
-			if r.Done {
-				fmt.Fprintf(os.Stderr, "%sstore=%s partition=%d from=%d to=%d records=%d\n", restorePrefix, r.Store, r.Partition, r.From, r.To, r.Records)
-			}
-		}))
+		extra = append(extra, processor.StateDir(os.Getenv(EnvStateDir)),
+			// Applies every second instead of every 5 s, so that kills
+			// land during applies being collected in parts and after
+			// the checkpoints they write.
+			processor.StoreApplyInterval(StoreApplyInterval),
+			processor.OnRestore(func(r processor.RestoreProgress) {
+				if r.Done {
+					fmt.Fprintf(os.Stderr, "%sstore=%s partition=%d from=%d to=%d records=%d\n", restorePrefix, r.Store, r.Partition, r.From, r.To, r.Records)
+				}
+			}))
 	default:
 		return fail(2, fmt.Errorf("%s=%q: want %s or %s", EnvWorkload, w, WorkloadCopy, WorkloadSums))
 	}
