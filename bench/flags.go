@@ -94,7 +94,7 @@ with scripts/kafka-local.sh and stops it at the end.
 	fs.StringVar(&brokerPIDs, "broker-pids", "", "comma-separated process ids of the --brokers broker, to record its CPU seconds per configuration (default: those of the broker the suite starts; none for --brokers)")
 	fs.IntVar(&c.latencyParts, "latency-partitions", 1, "output partitions whose results are timed in the latency phase, from partition 0 (0: all); the reader stops reading the others until the paced producer ends")
 	fs.DurationVar(&c.latencyDur, "latency-duration", 0, "length of the paced latency phase (default 10s; --quick 3s)")
-	fs.BoolVar(&c.warmup, "warmup", true, "run onceflow's exactly-once copy once, unmeasured, before the first configuration, so that the broker's JVM has compiled its produce, fetch and transaction paths (--warmup=false to skip)")
+	fs.BoolVar(&c.warmup, "warmup", true, "run onceflow's exactly-once configuration of each workload once, unmeasured, at the shortest commit interval, before the first configuration, so that the broker's JVM has compiled its produce, fetch and transaction paths (--warmup=false to skip)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, errUsage

@@ -243,7 +243,7 @@ func renderMarkdown(meta reportMeta, results []Result) string {
 	w("- host: %s/%s, %d CPUs%s; the systems, the broker and the measuring process share them\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), cpu)
 	w("- each figure is the median of %d repeat(s); records/s shows min–max\n", meta.Repeats)
 	if meta.Warmup {
-		w("- before the first configuration, one unmeasured run of onceflow's exactly-once copy warmed the broker up\n")
+		w("- before the first configuration, an unmeasured run of onceflow's exactly-once configuration of each workload, at the shortest commit interval, warmed the broker up\n")
 	}
 	timed := "every output partition"
 	if meta.LatencyParts > 0 && meta.LatencyParts < meta.Partitions {
