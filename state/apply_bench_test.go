@@ -39,57 +39,56 @@ func BenchmarkApply(b *testing.B) {
 			o.Committed()
 		}
 	}
-	b.Run("whole", func(b *testing.B) {
+	// handAll hands every key of os over in parts and returns how many,
+	// ending each apply if end is set.
+	var ws []state.Write
+	handAll := func(os []*state.Overlay, end bool) int {
+		n := 0
+		for _, o := range os {
+			o.StartApply()
+			for done := false; !done; {
+				ws, done = o.TakeApplyPart(ws[:0], part)
+				n += len(ws)
+			}
+			if end {
+				o.EndApply()
+			}
+		}
+		return n
+	}
+	// measure times timed after every key was committed again and
+	// prepare ran; both return how many keys they handed over.
+	measure := func(b *testing.B, prepare, timed func([]*state.Overlay) int) {
 		os := setup()
 		n := 0
 		for i := 0; b.Loop(); i++ {
 			b.StopTimer()
 			commitAll(os, i)
+			n += prepare(os)
 			b.StartTimer()
+			n += timed(os)
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/key")
+	}
+	nothing := func([]*state.Overlay) int { return 0 }
+	b.Run("whole", func(b *testing.B) {
+		measure(b, nothing, func(os []*state.Overlay) int {
+			n := 0
 			for _, o := range os {
 				n += len(o.TakeUnapplied())
 			}
-		}
-		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/key")
+			return n
+		})
 	})
 	b.Run("parts", func(b *testing.B) {
-		os := setup()
-		n := 0
-		var ws []state.Write
-		for i := 0; b.Loop(); i++ {
-			b.StopTimer()
-			commitAll(os, i)
-			b.StartTimer()
-			for _, o := range os {
-				o.StartApply()
-				for done := false; !done; {
-					ws, done = o.TakeApplyPart(ws[:0], part)
-					n += len(ws)
-				}
-				o.EndApply()
-			}
-		}
-		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/key")
+		measure(b, nothing, func(os []*state.Overlay) int { return handAll(os, true) })
 	})
 	b.Run("end", func(b *testing.B) {
-		os := setup()
-		n := 0
-		var ws []state.Write
-		for i := 0; b.Loop(); i++ {
-			b.StopTimer()
-			commitAll(os, i)
-			for _, o := range os {
-				o.StartApply()
-				for done := false; !done; {
-					ws, done = o.TakeApplyPart(ws[:0], part)
-					n += len(ws)
-				}
-			}
-			b.StartTimer()
+		measure(b, func(os []*state.Overlay) int { return handAll(os, false) }, func(os []*state.Overlay) int {
 			for _, o := range os {
 				o.EndApply()
 			}
-		}
-		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/key")
+			return 0
+		})
 	})
 }

@@ -731,11 +731,7 @@ func testOverlayModel(t *testing.T, base state.KV, o *state.Overlay, budget *sta
 				o.StartApply()
 				applying, allHanded = true, false
 			case !allHanded:
-				n := 1 + rng.IntN(4)
-				if rng.IntN(8) == 0 {
-					n = math.MaxInt // the rest at once
-				}
-				handed, allHanded = o.TakeApplyPart(handed, n)
+				handed, allHanded = o.TakeApplyPart(handed, partSize(rng, 4))
 			default:
 				applyHanded()
 				o.EndApply()
@@ -757,6 +753,15 @@ func testOverlayModel(t *testing.T, base state.KV, o *state.Overlay, budget *sta
 			model = copyKV(t, committed)
 		}
 	}
+}
+
+// partSize is how many keys a test's TakeApplyPart asks for: 1 to most,
+// or, one time in eight, the rest at once.
+func partSize(rng *rand.Rand, most int) int {
+	if rng.IntN(8) == 0 {
+		return math.MaxInt
+	}
+	return 1 + rng.IntN(most)
 }
 
 // applyWrites applies ws to kv in order.
@@ -1136,11 +1141,7 @@ func TestOverlayApplyInParts(t *testing.T) {
 						applying, allHanded = true, false
 					}
 				case !allHanded:
-					n := 1 + rng.IntN(8)
-					if rng.IntN(8) == 0 {
-						n = math.MaxInt // the rest at once
-					}
-					handed, allHanded = o.TakeApplyPart(handed, n)
+					handed, allHanded = o.TakeApplyPart(handed, partSize(rng, 8))
 				default:
 					applyWrites(t, base, handed)
 					handed, applying = nil, false
