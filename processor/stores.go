@@ -193,15 +193,13 @@ func (s settledKV) PrefixScan(prefix []byte) (state.Iterator, error) {
 // the same: the changelog still holds what did not reach Pebble.
 func (w *worker) forgetStores(id topology.TaskID) error {
 	views := w.state.byTask[id]
-	var err error
-	if w.state.part != nil {
-		err = w.applyStores() // it may hold some of the task's writes
-	}
+	apply := w.state.part != nil // the apply being collected may hold the task's writes
 	for _, s := range views {
-		if err == nil && s.Unapplied() > 0 {
-			err = w.applyStores()
-			break
-		}
+		apply = apply || s.Unapplied() > 0
+	}
+	var err error
+	if apply {
+		err = w.applyStores()
 	}
 	if serr := w.state.settle(); err == nil {
 		err = serr
