@@ -8,11 +8,13 @@ import (
 )
 
 // Commit collects what one commit applies to a [DB]: the writes of several
-// store-partitions (typically what [Overlay.TakeUnapplied] returned for each
-// task store, sorted with [SortWrites]) and the changelog offsets they
-// reflect. [DB.Commit] applies all of it in one
-// atomic Pebble batch, so after a crash the data of a store-partition and its
-// checkpoint always agree.
+// store-partitions (typically what [Overlay.TakeUnapplied], or
+// [Overlay.TakeApplyPart] over an apply in parts, returned for each task
+// store, sorted with [SortWrites]) and the changelog offsets they reflect.
+// [DB.Commit] applies all of it in one atomic Pebble batch, so after a
+// crash a store-partition holds every write its checkpoint covers (and,
+// after an apply in parts, perhaps some later ones, which a replay from
+// the checkpoint writes again in order).
 //
 // The zero value is an empty Commit ready for use. A Commit is not safe for
 // concurrent use; it may be reused after Reset.
@@ -36,9 +38,9 @@ type commitCheckpoint struct {
 // Add adds writes to (store, partition). Writes are applied in the order they
 // were added, so when a key is written twice the later write wins. Add does
 // not copy writes: the slice and the slices it refers to must stay unchanged
-// until DB.Commit returns. (Overlay.TakeUnapplied's result qualifies
-// whatever the overlay does meanwhile; Overlay.Writes' only while the
-// overlay is not written to.)
+// until DB.Commit returns. (The results of Overlay.TakeUnapplied and
+// TakeApplyPart qualify whatever the overlay does meanwhile;
+// Overlay.Writes' only while the overlay is not written to.)
 func (c *Commit) Add(store string, partition int32, writes []Write) {
 	if len(writes) == 0 {
 		return
