@@ -56,6 +56,10 @@ type suiteConfig struct {
 	brokerPIDs   []int   // the broker's processes, whose CPU time is recorded; nil: unknown
 	targetSecs   float64 // wanted length of the throughput phase
 	warmup       bool    // one unmeasured run before the first configuration
+	// atPeerPace adds to each exactly-once configuration of onceflow a
+	// second latency phase at the rate its Kafka Streams peer was paced
+	// at in the same round.
+	atPeerPace bool
 }
 
 func parseSuiteFlags(args []string) (*suiteConfig, error) {
@@ -95,6 +99,7 @@ with scripts/kafka-local.sh and stops it at the end.
 	fs.IntVar(&c.latencyParts, "latency-partitions", 1, "output partitions whose results are timed in the latency phase, from partition 0 (0: all); the reader stops reading the others until the paced producer ends")
 	fs.DurationVar(&c.latencyDur, "latency-duration", 0, "length of the paced latency phase (default 10s; --quick 3s)")
 	fs.BoolVar(&c.warmup, "warmup", true, "run onceflow's exactly-once configuration of each workload once, unmeasured, at the shortest commit interval, before the first configuration, so that the broker's JVM has compiled its produce, fetch and transaction paths (--warmup=false to skip)")
+	fs.BoolVar(&c.atPeerPace, "at-kstreams-pace", true, "give each exactly-once configuration of onceflow a second latency phase at the rate its Kafka Streams peer was paced at in the same round, so their p99s also compare at equal load (no effect with --latency-rate or without kstreams)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, errUsage

@@ -42,6 +42,16 @@ func TestResultReader(t *testing.T) {
 	if got, _, _, _ := rr.latencySummary(); got != partitions*(3+2+1) {
 		t.Fatalf("timed %d results, want %d", got, partitions*(3+2+1))
 	}
+	// A second phase times only what is stamped from its own mark.
+	rr.startLatency(mark.Add(3 * time.Second))
+	write(4, mark.Add(3*time.Second), true)
+	write(2, mark.Add(2*time.Second), true) // before it: counted, not timed
+	if err := rr.waitFor(ctx, want+partitions*(1+4+2), ch, 30*time.Second, func(int64) {}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, _, _ := rr.latencySummary(); got != partitions*4 {
+		t.Fatalf("second phase timed %d results, want %d", got, partitions*4)
+	}
 }
 
 // fakeOut starts a kfake cluster with a topic "out" of the given

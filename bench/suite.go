@@ -47,8 +47,10 @@ func (rc runConfig) rateKeys() []string {
 }
 
 // configurations lists what the flags select: per value size the raw pipe
-// first, then per workload and interval every guarantee of onceflow and
-// Kafka Streams (which has no at-most-once).
+// first, then per workload and interval every guarantee of Kafka Streams
+// (which has no at-most-once) and onceflow. Kafka Streams comes first so
+// that onceflow's configuration after it can also be timed at the pace
+// Kafka Streams was timed at in the same round (see peerRate).
 func configurations(c *suiteConfig) []runConfig {
 	var out []runConfig
 	for _, vb := range c.valueBytes {
@@ -58,7 +60,7 @@ func configurations(c *suiteConfig) []runConfig {
 		for _, wl := range c.workloads {
 			for _, iv := range c.intervals {
 				for _, g := range c.guarantees {
-					for _, sys := range []string{sysOnceflow, sysKStreams} {
+					for _, sys := range []string{sysKStreams, sysOnceflow} {
 						if !slices.Contains(c.systems, sys) {
 							continue
 						}
@@ -107,13 +109,16 @@ type suite struct {
 	brokerPIDs []int
 	notes      []string
 	rates      map[string]float64 // measured records/s by rateKey
-	results    []Result
-	started    time.Time
-	seq        int
+	// paces are the latency phase rates of the Kafka Streams
+	// configurations, each with the round it was measured in.
+	paces   map[runConfig]roundPace
+	results []Result
+	started time.Time
+	seq     int
 }
 
 func runSuite(ctx context.Context, cfg *suiteConfig) (err error) {
-	s := &suite{cfg: cfg, rates: map[string]float64{}, started: time.Now()}
+	s := &suite{cfg: cfg, rates: map[string]float64{}, paces: map[runConfig]roundPace{}, started: time.Now()}
 	if s.root, err = repoRoot(); err != nil {
 		return err
 	}
@@ -318,15 +323,48 @@ func (s *suite) runRounds(ctx context.Context, configs []runConfig) error {
 func (s *suite) runRepeat(ctx context.Context, i, total int, rc runConfig, rep, n int) (sample, bool) {
 	tag := fmt.Sprintf("[%d/%d] %s (repeat %d/%d, N=%d)", i, total, rc, rep, s.cfg.repeat, n)
 	s.logf("%s: start", tag)
-	sm, err := s.runOnce(ctx, rc, n, tag)
+	sm, err := s.runOnce(ctx, rc, n, tag, s.peerRate(rc, rep))
 	if err != nil {
 		s.logf("%s: FAILED: %v", tag, err)
 		s.notes = append(s.notes, fmt.Sprintf("%s, repeat %d failed: %v", rc, rep, err))
 		return sm, false
 	}
+	if rc.System == sysKStreams {
+		s.paces[rc] = roundPace{repeat: rep, rate: sm.latencyRate}
+	}
 	s.logf("%s: %.0f records/s over %.1fs (startup %.1fs); latency p50 %.1f p99 %.1f max %.1f ms at %.0f/s; cpu %.1fs (broker %.1fs, reader %.1fs), rss %.0f MiB",
 		tag, sm.rps, sm.seconds, sm.startup, sm.p50, sm.p99, sm.max, sm.latencyRate, sm.cpu, sm.brokerCPU, sm.harnessCPU, sm.rss)
+	if sm.peer.rate > 0 {
+		s.logf("%s: at Kafka Streams' pace, %.0f/s: latency p50 %.1f p99 %.1f max %.1f ms", tag, sm.peer.rate, sm.peer.p50, sm.peer.p99, sm.peer.max)
+	}
 	return sm, true
+}
+
+// roundPace is the rate a configuration's latency phase ran at, and the
+// round it ran in.
+type roundPace struct {
+	repeat int
+	rate   float64
+}
+
+// peerRate is the rate of the second latency phase of rc (0: none): the
+// pace of its Kafka Streams peer in the same round, for onceflow under
+// exactly-once. Each system's own phase runs at a fraction of its own
+// maximum, and Kafka Streams' maximum is a ninth to a fourteenth of
+// onceflow's on the 100 B workloads, so those two p99s are taken at very
+// different loads of a shared host; the second phase compares them at the
+// same load. Kafka Streams runs just before onceflow in each round
+// (configurations), so the pace is from minutes earlier.
+func (s *suite) peerRate(rc runConfig, rep int) float64 {
+	if !s.cfg.atPeerPace || s.cfg.latencyRate > 0 || rc.System != sysOnceflow || rc.Guarantee != gExactlyOnce {
+		return 0
+	}
+	peer := rc
+	peer.System = sysKStreams
+	if p, ok := s.paces[peer]; ok && p.repeat == rep {
+		return p.rate
+	}
+	return 0
 }
 
 // warmUp runs onceflow's exactly-once configuration of each workload
@@ -348,7 +386,7 @@ func (s *suite) warmUp(ctx context.Context) {
 			IntervalMS: slices.Min(s.cfg.intervals).Milliseconds(), ValueBytes: 100}
 		tag := fmt.Sprintf("warm-up: %s, unmeasured", rc)
 		s.logf("%s: start", tag)
-		if _, err := s.runOnce(ctx, rc, s.records(rc), tag); err != nil {
+		if _, err := s.runOnce(ctx, rc, s.records(rc), tag, 0); err != nil {
 			s.logf("%s: FAILED (the first configurations may measure a cold broker): %v", tag, err)
 			return
 		}
@@ -399,12 +437,22 @@ type sample struct {
 	// paced producer and the reader) kept busy during the latency phase,
 	// from its start until its last result; NaN when unknown.
 	pacedBusy float64
+	// peer is the second latency phase, at the pace of the Kafka Streams
+	// peer (peerRate); rate 0 when there was none.
+	peer phase
+}
+
+// phase is what one latency phase measured.
+type phase struct {
+	rate, p50, p99, max, busy float64
+	n, records                int // results timed, input records produced
 }
 
 // runOnce runs one repeat: fresh topics, pre-loaded input, the system as a
 // child process measured until a read_committed reader saw all N results,
-// then the paced latency phase; then everything it made is deleted.
-func (s *suite) runOnce(ctx context.Context, rc runConfig, n int, tag string) (sm sample, err error) {
+// then the paced latency phase, and a second one at peerRate records/s
+// unless that is 0; then everything it made is deleted.
+func (s *suite) runOnce(ctx context.Context, rc runConfig, n int, tag string, peerRate float64) (sm sample, err error) {
 	s.seq++
 	base := fmt.Sprintf("bench-%s-%03d-%s", s.runID, s.seq, rc.slug())
 	in, out, app := base+"-in", base+"-out", base+"-app"
@@ -491,29 +539,20 @@ func (s *suite) runOnce(ctx context.Context, rc runConfig, n int, tag string) (s
 
 	// The latency phase: a paced producer at a fraction of the measured
 	// maximum, the reader timing every result stamped after the mark.
-	sm.latencyRate = s.cfg.latencyFrac * sm.rps
+	rate := s.cfg.latencyFrac * sm.rps
 	if s.cfg.latencyRate > 0 {
-		sm.latencyRate = s.cfg.latencyRate
+		rate = s.cfg.latencyRate
 	}
-	mark := time.Now()
-	paced0 := []float64{ch.cpuSeconds(), s.brokerCPUSeconds(), selfCPUSeconds()}
-	rr.startLatency(mark)
-	s.logf("%s: latency phase: %.0f records/s for %v", tag, sm.latencyRate, s.cfg.latencyDur)
-	m, err := pacedProduce(ctx, s.seeds, in, sm.latencyRate, s.cfg.latencyDur, n, s.cfg.keys, rc.ValueBytes)
-	rr.endLatency()
+	ph, err := s.latencyPhase(ctx, rr, ch, in, rc, rate, n, tag+": latency phase")
 	if err != nil {
 		return sm, err
 	}
-	if err := rr.waitFor(ctx, int64(n+m), ch, 60*time.Second, func(c int64) {
-		s.logf("%s: latency phase %d/%d results", tag, c-int64(n), m)
-	}); err != nil {
-		return sm, err
+	sm.latencyRate, sm.latencyN, sm.p50, sm.p99, sm.max, sm.pacedBusy = ph.rate, ph.n, ph.p50, ph.p99, ph.max, ph.busy
+	if peerRate > 0 {
+		if sm.peer, err = s.latencyPhase(ctx, rr, ch, in, rc, peerRate, n+ph.records, tag+": latency phase at Kafka Streams' pace"); err != nil {
+			return sm, err
+		}
 	}
-	sm.latencyN, sm.p50, sm.p99, sm.max = rr.latencySummary()
-	pacedWall, paced1 := time.Since(mark), []float64{ch.cpuSeconds(), s.brokerCPUSeconds(), selfCPUSeconds()}
-	sm.pacedBusy = busyCores(pacedWall, paced0, paced1)
-	s.logf("%s: latency phase kept %.2f cores busy over %.1fs (system %.1fs, broker %.1fs, suite %.1fs of CPU)", tag, sm.pacedBusy, pacedWall.Seconds(),
-		cpuSince(paced1[0], paced0[0]), cpuSince(paced1[1], paced0[1]), cpuSince(paced1[2], paced0[2]))
 
 	u, stopErr := ch.stop(45 * time.Second)
 	stopped = true
@@ -527,7 +566,38 @@ func (s *suite) runOnce(ctx context.Context, rc runConfig, n int, tag string) (s
 	if math.IsNaN(sm.p50) {
 		return sm, errors.New("the latency phase produced no samples")
 	}
+	if peerRate > 0 && math.IsNaN(sm.peer.p50) {
+		return sm, errors.New("the latency phase at Kafka Streams' pace produced no samples")
+	}
 	return sm, nil
+}
+
+// latencyPhase paces rate records/s into the input topic for the latency
+// duration, after the first records already there, and times the
+// results stamped from its start.
+func (s *suite) latencyPhase(ctx context.Context, rr *resultReader, ch *child, in string, rc runConfig, rate float64, first int, tag string) (phase, error) {
+	ph := phase{rate: rate}
+	mark := time.Now()
+	paced0 := []float64{ch.cpuSeconds(), s.brokerCPUSeconds(), selfCPUSeconds()}
+	rr.startLatency(mark)
+	s.logf("%s: %.0f records/s for %v", tag, rate, s.cfg.latencyDur)
+	m, err := pacedProduce(ctx, s.seeds, in, rate, s.cfg.latencyDur, first, s.cfg.keys, rc.ValueBytes)
+	rr.endLatency()
+	if err != nil {
+		return ph, err
+	}
+	ph.records = m
+	if err := rr.waitFor(ctx, int64(first+m), ch, 60*time.Second, func(c int64) {
+		s.logf("%s: %d/%d results", tag, c-int64(first), m)
+	}); err != nil {
+		return ph, err
+	}
+	ph.n, ph.p50, ph.p99, ph.max = rr.latencySummary()
+	pacedWall, paced1 := time.Since(mark), []float64{ch.cpuSeconds(), s.brokerCPUSeconds(), selfCPUSeconds()}
+	ph.busy = busyCores(pacedWall, paced0, paced1)
+	s.logf("%s: kept %.2f cores busy over %.1fs (system %.1fs, broker %.1fs, suite %.1fs of CPU)", tag, ph.busy, pacedWall.Seconds(),
+		cpuSince(paced1[0], paced0[0]), cpuSince(paced1[1], paced0[1]), cpuSince(paced1[2], paced0[2]))
+	return ph, nil
 }
 
 // brokerCPUSeconds is the CPU time the broker's processes used so far, or
