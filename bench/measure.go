@@ -123,10 +123,9 @@ func (rr *resultReader) loop(ctx context.Context, cl *kgo.Client, timed bool) {
 
 // startLatency turns on latency sampling for records stamped at or after
 // mark, on the timed partitions, and forgets what an earlier phase timed.
-// The clients of the others stop polling
-// (each keeps at most the fetch it has buffered) until endLatency, so the
-// reader's work and the broker's for it do not grow with the load of the
-// system measured.
+// The clients of the other partitions stop polling (each keeps at most
+// the fetch it has buffered) until endLatency, so the reader's work and
+// the broker's for it do not grow with the load of the system measured.
 func (rr *resultReader) startLatency(mark time.Time) {
 	rr.mu.Lock()
 	rr.mark = mark
