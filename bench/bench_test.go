@@ -236,9 +236,9 @@ func TestRatioTables(t *testing.T) {
 func TestAtKStreamsPace(t *testing.T) {
 	rc := runConfig{System: sysOnceflow, Workload: wlCopy, Guarantee: gExactlyOnce, IntervalMS: 100, ValueBytes: 100}
 	samples := []sample{
-		{repeat: 1, rps: 100_000, p99: 150, peer: phase{rate: 40_000, p50: 60, p99: 110}},
-		{repeat: 2, rps: 100_000, p99: 160}, // Kafka Streams failed this round: no second phase
-		{repeat: 3, rps: 100_000, p99: 170, peer: phase{rate: 42_000, p50: 70, p99: 130}},
+		{repeat: 1, rps: 100_000, p99: 150, pacedIOStall: 5, peer: phase{rate: 40_000, p50: 60, p99: 110, ioStall: 250}},
+		{repeat: 2, rps: 100_000, p99: 160, pacedIOStall: math.NaN()}, // Kafka Streams failed this round: no second phase; no pressure file
+		{repeat: 3, rps: 100_000, p99: 170, pacedIOStall: 7, peer: phase{rate: 42_000, p50: 70, p99: 130, ioStall: 0.5}},
 	}
 	eos := summarize(rc, 1000, samples)
 	if eos.KStreamsPaceRate != 41_000 || eos.P50AtKStreamsPace != 65 || eos.P99AtKStreamsPace != 120 {
@@ -248,12 +248,19 @@ func TestAtKStreamsPace(t *testing.T) {
 	if got := []num{eos.Rounds[0].P99AtKStreamsPace, eos.Rounds[1].P99AtKStreamsPace, eos.Rounds[2].P99AtKStreamsPace}; !slices.Equal(got, []num{110, 0, 130}) {
 		t.Errorf("rounds' p99 at Kafka Streams' pace = %v, want 110, 0 (none), 130", got)
 	}
+	if got := []num{eos.Rounds[0].IOStallMSAtKStreamsPace, eos.Rounds[1].IOStallMSAtKStreamsPace, eos.Rounds[2].IOStallMSAtKStreamsPace}; !slices.Equal(got, []num{250, 0, 0.5}) {
+		t.Errorf("rounds' I/O stall at Kafka Streams' pace = %v, want 250, 0 (none), 0.5", got)
+	}
+	if eos.PacedIOStallMS != 6 {
+		t.Errorf("paced I/O stall median = %v, want 6 (of 5 and 7; the unknown round left out)", eos.PacedIOStallMS)
+	}
 	b, err := json.Marshal(eos)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if js := string(b); !strings.Contains(js, `"p99_ms_at_kstreams_pace":120`) || strings.Count(js, `"p99_ms_at_kstreams_pace"`) != 3 {
-		t.Errorf("JSON: want the median and the two rounds that had a second phase:\n%s", js)
+	if js := string(b); !strings.Contains(js, `"p99_ms_at_kstreams_pace":120`) || strings.Count(js, `"p99_ms_at_kstreams_pace"`) != 3 ||
+		!strings.Contains(js, `{"repeat":2,"records_per_sec":100000,"p99_ms":160,"paced_io_stall_ms":null}`) {
+		t.Errorf("JSON: want the median, the two rounds that had a second phase, and round 2 with an unknown I/O stall:\n%s", js)
 	}
 	ksc := rc
 	ksc.System = sysKStreams
@@ -549,7 +556,7 @@ func TestSummarizeRounds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(b), `"rounds":[{"repeat":1,"records_per_sec":300,"p99_ms":120},`) {
+	if !strings.Contains(string(b), `"rounds":[{"repeat":1,"records_per_sec":300,"p99_ms":120,"paced_io_stall_ms":0},`) {
 		t.Errorf("JSON lacks the rounds: %s", b)
 	}
 	if got := roundRatios(r, Result{Rounds: []Round{rd(2, 100, 1), rd(4, 400, 0)}}, roundRPS); !slices.Equal(got, []float64{0.5}) {
@@ -557,5 +564,19 @@ func TestSummarizeRounds(t *testing.T) {
 	}
 	if got := perRound(r, Result{Rounds: []Round{rd(4, 0, 0)}}, roundP99); got != "-" {
 		t.Errorf("perRound dividing by 0 = %q, want -", got)
+	}
+}
+
+// TestPressureFull reads the "full" total of a Linux pressure file, in
+// seconds, and -1 where there is none.
+func TestPressureFull(t *testing.T) {
+	psi := "some avg10=2.03 avg60=1.06 avg300=4.28 total=248085909\nfull avg10=1.14 avg60=0.53 avg300=3.59 total=127411156\n"
+	if got := pressureFullSeconds(psi); got != 127.411156 {
+		t.Errorf("pressureFullSeconds = %v, want 127.411156", got)
+	}
+	for _, bad := range []string{"", "some avg10=0.00 total=5\n", "full avg10=0.00 total=x\n"} {
+		if got := pressureFullSeconds(bad); got != -1 {
+			t.Errorf("pressureFullSeconds(%q) = %v, want -1", bad, got)
+		}
 	}
 }

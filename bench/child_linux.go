@@ -40,6 +40,17 @@ func procCPUSeconds(pid int) float64 {
 	return (ut + st) / clockTicks
 }
 
+// ioStallSeconds is how long, since boot, every task of the host that was
+// not idle waited for I/O at once ("full" in /proc/pressure/io), or -1
+// when the kernel does not say.
+func ioStallSeconds() float64 {
+	b, err := os.ReadFile("/proc/pressure/io")
+	if err != nil {
+		return -1
+	}
+	return pressureFullSeconds(string(b))
+}
+
 // selfCPUSeconds is the CPU time (user and system) this process used so far.
 func selfCPUSeconds() float64 {
 	user, sys := selfCPUTimes()

@@ -13,6 +13,9 @@ func childSysProcAttr() *syscall.SysProcAttr { return nil }
 // procCPUSeconds is unknown here: the suite falls back to the rusage total.
 func procCPUSeconds(int) float64 { return -1 }
 
+// ioStallSeconds is unknown here.
+func ioStallSeconds() float64 { return -1 }
+
 // selfCPUSeconds is unknown here.
 func selfCPUSeconds() float64 { return -1 }
 

@@ -70,6 +70,10 @@ type Result struct {
 	// suite's process (paced producer and reader) kept busy during the
 	// latency phase; null when the broker's processes are unknown.
 	PacedBusyCores num `json:"paced_busy_cores"`
+	// PacedIOStallMS is how long, during the latency phase, every task of
+	// the host that was not idle waited for I/O at once (Linux's "full" I/O
+	// pressure), in milliseconds; null when unknown.
+	PacedIOStallMS num `json:"paced_io_stall_ms"`
 	// Threads is the instance's processing threads (--threads); the raw
 	// pipe always has one consumer and one producer.
 	Threads int `json:"threads"`
@@ -92,9 +96,13 @@ type Round struct {
 	Repeat        int `json:"repeat"`
 	RecordsPerSec num `json:"records_per_sec"`
 	P99MS         num `json:"p99_ms"`
+	// PacedIOStallMS is the round's (Result's field of that name).
+	PacedIOStallMS num `json:"paced_io_stall_ms"`
 	// P99AtKStreamsPace is the p99 of the round's second latency phase
-	// (Result's field of that name); absent where there was none.
-	P99AtKStreamsPace num `json:"p99_ms_at_kstreams_pace,omitzero"`
+	// (Result's field of that name), and IOStallMSAtKStreamsPace the
+	// host's I/O stall during it; absent where there was none.
+	P99AtKStreamsPace       num `json:"p99_ms_at_kstreams_pace,omitzero"`
+	IOStallMSAtKStreamsPace num `json:"io_stall_ms_at_kstreams_pace,omitzero"`
 }
 
 func (r Result) config() runConfig {
@@ -136,6 +144,7 @@ func summarize(rc runConfig, n int, samples []sample) Result {
 		BrokerCPUS:       pick(func(s sample) float64 { return s.brokerCPU }),
 		HarnessCPUS:      pick(func(s sample) float64 { return s.harnessCPU }),
 		PacedBusyCores:   pick(func(s sample) float64 { return s.pacedBusy }),
+		PacedIOStallMS:   pick(func(s sample) float64 { return s.pacedIOStall }),
 	}
 	r.MBPerSec = num(float64(r.RecordsPerSec) * float64(rc.ValueBytes) / 1e6)
 	// The second phase's figures: NaN for the samples without one, which
@@ -156,9 +165,9 @@ func summarize(rc runConfig, n int, samples []sample) Result {
 	r.P50AtKStreamsPace = peer(func(p phase) float64 { return p.p50 })
 	r.P99AtKStreamsPace = peer(func(p phase) float64 { return p.p99 })
 	for _, s := range samples {
-		rd := Round{Repeat: s.repeat, RecordsPerSec: num(s.rps), P99MS: num(s.p99)}
+		rd := Round{Repeat: s.repeat, RecordsPerSec: num(s.rps), P99MS: num(s.p99), PacedIOStallMS: num(s.pacedIOStall)}
 		if s.peer.rate > 0 {
-			rd.P99AtKStreamsPace = num(s.peer.p99)
+			rd.P99AtKStreamsPace, rd.IOStallMSAtKStreamsPace = num(s.peer.p99), num(s.peer.ioStall)
 		}
 		r.Rounds = append(r.Rounds, rd)
 	}

@@ -437,6 +437,9 @@ type sample struct {
 	// paced producer and the reader) kept busy during the latency phase,
 	// from its start until its last result; NaN when unknown.
 	pacedBusy float64
+	// pacedIOStall is how long the whole host stalled on I/O during the
+	// latency phase, in milliseconds; NaN when unknown.
+	pacedIOStall float64
 	// peer is the second latency phase, at the pace of the Kafka Streams
 	// peer (peerRate); rate 0 when there was none.
 	peer phase
@@ -445,7 +448,10 @@ type sample struct {
 // phase is what one latency phase measured.
 type phase struct {
 	rate, p50, p99, max, busy float64
-	n, records                int // results timed, input records produced
+	// ioStall is how long the whole host stalled on I/O during the phase
+	// (ioStallSeconds), in milliseconds; NaN when unknown.
+	ioStall    float64
+	n, records int // results timed, input records produced
 }
 
 // runOnce runs one repeat: fresh topics, pre-loaded input, the system as a
@@ -547,7 +553,7 @@ func (s *suite) runOnce(ctx context.Context, rc runConfig, n int, tag string, pe
 	if err != nil {
 		return sm, err
 	}
-	sm.latencyRate, sm.latencyN, sm.p50, sm.p99, sm.max, sm.pacedBusy = ph.rate, ph.n, ph.p50, ph.p99, ph.max, ph.busy
+	sm.latencyRate, sm.latencyN, sm.p50, sm.p99, sm.max, sm.pacedBusy, sm.pacedIOStall = ph.rate, ph.n, ph.p50, ph.p99, ph.max, ph.busy, ph.ioStall
 	if peerRate > 0 {
 		if sm.peer, err = s.latencyPhase(ctx, rr, ch, in, rc, peerRate, n+ph.records, tag+": latency phase at Kafka Streams' pace"); err != nil {
 			return sm, err
@@ -579,6 +585,7 @@ func (s *suite) latencyPhase(ctx context.Context, rr *resultReader, ch *child, i
 	ph := phase{rate: rate}
 	mark := time.Now()
 	paced0 := []float64{ch.cpuSeconds(), s.brokerCPUSeconds(), selfCPUSeconds()}
+	io0 := ioStallSeconds()
 	rr.startLatency(mark)
 	s.logf("%s: %.0f records/s for %v", tag, rate, s.cfg.latencyDur)
 	m, err := pacedProduce(ctx, s.seeds, in, rate, s.cfg.latencyDur, first, s.cfg.keys, rc.ValueBytes)
@@ -595,9 +602,30 @@ func (s *suite) latencyPhase(ctx context.Context, rr *resultReader, ch *child, i
 	ph.n, ph.p50, ph.p99, ph.max = rr.latencySummary()
 	pacedWall, paced1 := time.Since(mark), []float64{ch.cpuSeconds(), s.brokerCPUSeconds(), selfCPUSeconds()}
 	ph.busy = busyCores(pacedWall, paced0, paced1)
-	s.logf("%s: kept %.2f cores busy over %.1fs (system %.1fs, broker %.1fs, suite %.1fs of CPU)", tag, ph.busy, pacedWall.Seconds(),
-		cpuSince(paced1[0], paced0[0]), cpuSince(paced1[1], paced0[1]), cpuSince(paced1[2], paced0[2]))
+	ph.ioStall = cpuSince(ioStallSeconds(), io0) * 1000
+	s.logf("%s: kept %.2f cores busy over %.1fs (system %.1fs, broker %.1fs, suite %.1fs of CPU); the host stalled on I/O for %.1f ms", tag, ph.busy, pacedWall.Seconds(),
+		cpuSince(paced1[0], paced0[0]), cpuSince(paced1[1], paced0[1]), cpuSince(paced1[2], paced0[2]), ph.ioStall)
 	return ph, nil
+}
+
+// pressureFullSeconds reads the "full" line's total (microseconds) of a
+// Linux pressure file such as /proc/pressure/io, in seconds; -1 if it
+// has none.
+func pressureFullSeconds(s string) float64 {
+	for _, line := range strings.Split(s, "\n") {
+		fields := strings.Fields(line)
+		if len(fields) == 0 || fields[0] != "full" {
+			continue
+		}
+		for _, f := range fields[1:] {
+			if v, ok := strings.CutPrefix(f, "total="); ok {
+				if us, err := strconv.ParseFloat(v, 64); err == nil {
+					return us / 1e6
+				}
+			}
+		}
+	}
+	return -1
 }
 
 // brokerCPUSeconds is the CPU time the broker's processes used so far, or
