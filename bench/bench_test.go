@@ -236,9 +236,9 @@ func TestRatioTables(t *testing.T) {
 func TestAtKStreamsPace(t *testing.T) {
 	rc := runConfig{System: sysOnceflow, Workload: wlCopy, Guarantee: gExactlyOnce, IntervalMS: 100, ValueBytes: 100}
 	samples := []sample{
-		{repeat: 1, rps: 100_000, p99: 150, pacedIOStall: 5, peer: phase{rate: 40_000, p50: 60, p99: 110, ioStall: 250}},
-		{repeat: 2, rps: 100_000, p99: 160, pacedIOStall: math.NaN()}, // Kafka Streams failed this round: no second phase; no pressure file
-		{repeat: 3, rps: 100_000, p99: 170, pacedIOStall: 7, peer: phase{rate: 42_000, p50: 70, p99: 130, ioStall: 0.5}},
+		{repeat: 1, rps: 100_000, lat: phase{p99: 150, ioStall: 5}, peer: phase{rate: 40_000, p50: 60, p99: 110, ioStall: 250}},
+		{repeat: 2, rps: 100_000, lat: phase{p99: 160, ioStall: math.NaN()}}, // Kafka Streams failed this round: no second phase; no pressure file
+		{repeat: 3, rps: 100_000, lat: phase{p99: 170, ioStall: 7}, peer: phase{rate: 42_000, p50: 70, p99: 130, ioStall: 0.5}},
 	}
 	eos := summarize(rc, 1000, samples)
 	if eos.KStreamsPaceRate != 41_000 || eos.P50AtKStreamsPace != 65 || eos.P99AtKStreamsPace != 120 {
@@ -264,7 +264,7 @@ func TestAtKStreamsPace(t *testing.T) {
 	}
 	ksc := rc
 	ksc.System = sysKStreams
-	ks := summarize(ksc, 1000, []sample{{repeat: 1, rps: 10_000, p99: 100}, {repeat: 2, rps: 10_000, p99: 300}, {repeat: 3, rps: 10_000, p99: 125}})
+	ks := summarize(ksc, 1000, []sample{{repeat: 1, rps: 10_000, lat: phase{p99: 100}}, {repeat: 2, rps: 10_000, lat: phase{p99: 300}}, {repeat: 3, rps: 10_000, lat: phase{p99: 125}}})
 	if b, _ := json.Marshal(ks); strings.Contains(string(b), "kstreams_pace") {
 		t.Errorf("Kafka Streams' own result carries a second phase: %s", b)
 	}
@@ -540,9 +540,9 @@ func TestIngestFlags(t *testing.T) {
 func TestSummarizeRounds(t *testing.T) {
 	rc := runConfig{System: sysOnceflow, Workload: wlCopy, Guarantee: gExactlyOnce, IntervalMS: 100, ValueBytes: 100}
 	r := summarize(rc, 1000, []sample{
-		{repeat: 1, rps: 300, p99: 120},
-		{repeat: 3, rps: 100, p99: 180},
-		{repeat: 4, rps: 200, p99: 90},
+		{repeat: 1, rps: 300, lat: phase{p99: 120}},
+		{repeat: 3, rps: 100, lat: phase{p99: 180}},
+		{repeat: 4, rps: 200, lat: phase{p99: 90}},
 	})
 	rd := func(rep int, rps, p99 num) Round { return Round{Repeat: rep, RecordsPerSec: rps, P99MS: p99} }
 	want := []Round{rd(1, 300, 120), rd(3, 100, 180), rd(4, 200, 90)}

@@ -122,29 +122,29 @@ func summarize(rc runConfig, n int, samples []sample) Result {
 	lat := make([]float64, len(samples))
 	for i, s := range samples {
 		rps[i] = s.rps
-		lat[i] = float64(s.latencyN)
+		lat[i] = float64(s.lat.n)
 	}
 	r := Result{
 		Workload: rc.Workload, System: rc.System, Guarantee: rc.Guarantee,
 		CommitIntervalMS: rc.IntervalMS, ValueBytes: rc.ValueBytes, Records: n,
 		Seconds:          pick(func(s sample) float64 { return s.seconds }),
 		RecordsPerSec:    num(median(rps)),
-		P50MS:            pick(func(s sample) float64 { return s.p50 }),
-		P99MS:            pick(func(s sample) float64 { return s.p99 }),
-		MaxMS:            pick(func(s sample) float64 { return s.max }),
+		P50MS:            pick(func(s sample) float64 { return s.lat.p50 }),
+		P99MS:            pick(func(s sample) float64 { return s.lat.p99 }),
+		MaxMS:            pick(func(s sample) float64 { return s.lat.max }),
 		CPUS:             pick(func(s sample) float64 { return s.cpu }),
 		RSSMB:            pick(func(s sample) float64 { return s.rss }),
 		Repeats:          len(samples),
 		RecordsPerSecMin: num(slices.Min(rps)),
 		RecordsPerSecMax: num(slices.Max(rps)),
 		StartupS:         pick(func(s sample) float64 { return s.startup }),
-		LatencyRate:      pick(func(s sample) float64 { return s.latencyRate }),
+		LatencyRate:      pick(func(s sample) float64 { return s.lat.rate }),
 		LatencySamples:   int(median(lat)),
 		CPUTotalS:        pick(func(s sample) float64 { return s.cpuTotal }),
 		BrokerCPUS:       pick(func(s sample) float64 { return s.brokerCPU }),
 		HarnessCPUS:      pick(func(s sample) float64 { return s.harnessCPU }),
-		PacedBusyCores:   pick(func(s sample) float64 { return s.pacedBusy }),
-		PacedIOStallMS:   pick(func(s sample) float64 { return s.pacedIOStall }),
+		PacedBusyCores:   pick(func(s sample) float64 { return s.lat.busy }),
+		PacedIOStallMS:   pick(func(s sample) float64 { return s.lat.ioStall }),
 	}
 	r.MBPerSec = num(float64(r.RecordsPerSec) * float64(rc.ValueBytes) / 1e6)
 	// The second phase's figures: NaN for the samples without one, which
@@ -165,7 +165,7 @@ func summarize(rc runConfig, n int, samples []sample) Result {
 	r.P50AtKStreamsPace = peer(func(p phase) float64 { return p.p50 })
 	r.P99AtKStreamsPace = peer(func(p phase) float64 { return p.p99 })
 	for _, s := range samples {
-		rd := Round{Repeat: s.repeat, RecordsPerSec: num(s.rps), P99MS: num(s.p99), PacedIOStallMS: num(s.pacedIOStall)}
+		rd := Round{Repeat: s.repeat, RecordsPerSec: num(s.rps), P99MS: num(s.lat.p99), PacedIOStallMS: num(s.lat.ioStall)}
 		if s.peer.rate > 0 {
 			rd.P99AtKStreamsPace, rd.IOStallMSAtKStreamsPace = num(s.peer.p99), num(s.peer.ioStall)
 		}

@@ -330,10 +330,10 @@ func (s *suite) runRepeat(ctx context.Context, i, total int, rc runConfig, rep, 
 		return sm, false
 	}
 	if rc.System == sysKStreams {
-		s.paces[rc] = roundPace{repeat: rep, rate: sm.latencyRate}
+		s.paces[rc] = roundPace{repeat: rep, rate: sm.lat.rate}
 	}
 	s.logf("%s: %.0f records/s over %.1fs (startup %.1fs); latency p50 %.1f p99 %.1f max %.1f ms at %.0f/s; cpu %.1fs (broker %.1fs, reader %.1fs), rss %.0f MiB",
-		tag, sm.rps, sm.seconds, sm.startup, sm.p50, sm.p99, sm.max, sm.latencyRate, sm.cpu, sm.brokerCPU, sm.harnessCPU, sm.rss)
+		tag, sm.rps, sm.seconds, sm.startup, sm.lat.p50, sm.lat.p99, sm.lat.max, sm.lat.rate, sm.cpu, sm.brokerCPU, sm.harnessCPU, sm.rss)
 	if sm.peer.rate > 0 {
 		s.logf("%s: at Kafka Streams' pace, %.0f/s: latency p50 %.1f p99 %.1f max %.1f ms", tag, sm.peer.rate, sm.peer.p50, sm.peer.p99, sm.peer.max)
 	}
@@ -424,22 +424,15 @@ const maxResizes = 2
 
 // sample is what one repeat measured.
 type sample struct {
-	repeat                     int // 1-based: the round the sample was taken in
-	seconds, rps, startup      float64
-	p50, p99, max, latencyRate float64
-	latencyN                   int
-	cpu, cpuTotal, rss         float64
+	repeat                int // 1-based: the round the sample was taken in
+	seconds, rps, startup float64
+	cpu, cpuTotal, rss    float64
 	// brokerCPU and harnessCPU are the CPU seconds the broker and the
 	// suite's own process (the result reader) used during the throughput
 	// phase; NaN when unknown.
 	brokerCPU, harnessCPU float64
-	// pacedBusy is the cores the system, the broker and this process (the
-	// paced producer and the reader) kept busy during the latency phase,
-	// from its start until its last result; NaN when unknown.
-	pacedBusy float64
-	// pacedIOStall is how long the whole host stalled on I/O during the
-	// latency phase, in milliseconds; NaN when unknown.
-	pacedIOStall float64
+	// lat is the latency phase, at the system's own pace.
+	lat phase
 	// peer is the second latency phase, at the pace of the Kafka Streams
 	// peer (peerRate); rate 0 when there was none.
 	peer phase
@@ -447,7 +440,11 @@ type sample struct {
 
 // phase is what one latency phase measured.
 type phase struct {
-	rate, p50, p99, max, busy float64
+	rate, p50, p99, max float64
+	// busy is the cores the system, the broker and this process (the
+	// paced producer and the reader) kept busy during the phase, from its
+	// start until its last result; NaN when unknown.
+	busy float64
 	// ioStall is how long the whole host stalled on I/O during the phase
 	// (ioStallSeconds), in milliseconds; NaN when unknown.
 	ioStall    float64
@@ -549,13 +546,11 @@ func (s *suite) runOnce(ctx context.Context, rc runConfig, n int, tag string, pe
 	if s.cfg.latencyRate > 0 {
 		rate = s.cfg.latencyRate
 	}
-	ph, err := s.latencyPhase(ctx, rr, ch, in, rc, rate, n, tag+": latency phase")
-	if err != nil {
+	if sm.lat, err = s.latencyPhase(ctx, rr, ch, in, rc, rate, n, tag+": latency phase"); err != nil {
 		return sm, err
 	}
-	sm.latencyRate, sm.latencyN, sm.p50, sm.p99, sm.max, sm.pacedBusy, sm.pacedIOStall = ph.rate, ph.n, ph.p50, ph.p99, ph.max, ph.busy, ph.ioStall
 	if peerRate > 0 {
-		if sm.peer, err = s.latencyPhase(ctx, rr, ch, in, rc, peerRate, n+ph.records, tag+": latency phase at Kafka Streams' pace"); err != nil {
+		if sm.peer, err = s.latencyPhase(ctx, rr, ch, in, rc, peerRate, n+sm.lat.records, tag+": latency phase at Kafka Streams' pace"); err != nil {
 			return sm, err
 		}
 	}
@@ -569,7 +564,7 @@ func (s *suite) runOnce(ctx context.Context, rc runConfig, n int, tag string, pe
 	if stopErr != nil {
 		return sm, stopErr
 	}
-	if math.IsNaN(sm.p50) {
+	if math.IsNaN(sm.lat.p50) {
 		return sm, errors.New("the latency phase produced no samples")
 	}
 	if peerRate > 0 && math.IsNaN(sm.peer.p50) {
