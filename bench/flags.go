@@ -92,7 +92,7 @@ with scripts/kafka-local.sh and stops it at the end.
 	fs.IntVar(&c.partitions, "partitions", 4, "partitions of the input and output topics")
 	fs.IntVar(&c.keys, "keys", 100_000, "distinct input keys (w000000, w000001, ...)")
 	fs.IntVar(&c.threads, "threads", 1, "processing threads per instance: onceflow's Workers, Kafka Streams' num.stream.threads (the raw pipe has one consumer and one producer)")
-	fs.Var(&c.markerWait, "marker-wait", "onceflow's processor.MarkerWait under exactly-once, to measure it (default: the processor's own, a quarter of the commit interval, at most 5ms; 0: off)")
+	fs.Var(&c.markerWait, "marker-wait", "onceflow's processor.MarkerWait under exactly-once, to measure it (default: the processor's own, at most 20ms, ended when the broker reports the markers written; 0: off)")
 	fs.Float64Var(&c.latencyFrac, "latency-fraction", 0.5, "latency phase rate as a fraction of the measured maximum throughput")
 	fs.Float64Var(&c.latencyRate, "latency-rate", 0, "latency phase rate in records/s for every configuration, so systems are compared at equal load (default 0: use --latency-fraction)")
 	fs.StringVar(&brokerPIDs, "broker-pids", "", "comma-separated process ids of the --brokers broker, to record its CPU seconds per configuration (default: those of the broker the suite starts; none for --brokers)")

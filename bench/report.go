@@ -282,7 +282,7 @@ func renderMarkdown(meta reportMeta, results []Result) string {
 	w("- broker: %s; %d partitions per topic; %d distinct keys\n", meta.Brokers, meta.Partitions, meta.Keys)
 	w("- processing threads per instance: %d (onceflow `Workers`, Kafka Streams `num.stream.threads`; the raw pipe has one consumer and one producer)\n", max(meta.Threads, 1))
 	if meta.MarkerWait != "" {
-		w("- onceflow `MarkerWait`: %s (--marker-wait; the default is a quarter of the commit interval, at most 5 ms)\n", meta.MarkerWait)
+		w("- onceflow `MarkerWait`: %s (--marker-wait; the default is at most 20 ms, ended when the broker reports the markers written)\n", meta.MarkerWait)
 	}
 	cpu := ""
 	if meta.CPU != "" {

@@ -128,8 +128,11 @@ type cfg struct {
 // sends every few milliseconds is fetched in a few requests per interval.
 const maxDefaultPollPace = 10 * time.Millisecond
 
-// maxDefaultMarkerWait caps the default MarkerWait.
-const maxDefaultMarkerWait = 5 * time.Millisecond
+// defaultMarkerWait is MarkerWait's default: the broker's default
+// add.partitions.to.txn.retry.backoff.ms. A write that arrives before the
+// markers waits that long, so holding longer than that gains nothing in
+// the usual case.
+const defaultMarkerWait = 20 * time.Millisecond
 
 func defaultCfg() cfg {
 	return cfg{
@@ -225,7 +228,7 @@ func PollPace(d time.Duration) Opt {
 	return optFunc(func(c *cfg) { c.pollPace, c.pollPaceSet = d, true })
 }
 
-// MarkerWait is how long an exactly-once worker holds back the first
+// MarkerWait is the longest an exactly-once worker holds back the first
 // records of a transaction after ending the one before, so that they
 // reach the broker after that transaction's markers. Ending a transaction
 // returns before the broker has written its commit (or abort) markers to
@@ -233,12 +236,17 @@ func PollPace(d time.Duration) Opt {
 // version 2 retries a new transaction's first write to a partition that
 // arrives before them only after its add.partitions.to.txn.retry.backoff.ms
 // (20 ms by default): the write, and the commit that waits for it, would
-// be that much late. The worker keeps processing while it holds; only the
-// hand-over to the client waits, and the held records become visible at
-// the commit either way. The default is a quarter of the commit interval,
-// at most 5 ms (the markers of a local broker took 1 to 2 ms; a cluster
-// that replicates them takes longer); 0 sends at once. Ignored under the
-// other guarantees. Kafka Streams has no counterpart.
+// be that much late. The worker asks the transaction coordinator
+// (DescribeTransactions, about once a millisecond) whether the markers are
+// written and hands the held records to its client as soon as they are
+// (1 to 5 ms after the end on a local broker under load); it keeps
+// processing meanwhile, and the held records become visible at the commit
+// either way. Where it cannot ask (a broker before Kafka 3.0, no Describe
+// permission on the transactional ID) it holds a fixed quarter of the
+// commit interval, at most 5 ms and at most d, and logs a warning once.
+// The default is 20 ms, the broker's default backoff; 0 sends at once and
+// asks nothing. Ignored under the other guarantees. Kafka Streams has no
+// counterpart.
 func MarkerWait(d time.Duration) Opt {
 	return optFunc(func(c *cfg) { c.markerWait, c.markerWaitSet = d, true })
 }
@@ -441,7 +449,7 @@ func (c *cfg) finish() {
 		c.pollPace = max(0, min(c.commitInterval/10, maxDefaultPollPace))
 	}
 	if !c.markerWaitSet {
-		c.markerWait = max(0, min(c.commitInterval/4, maxDefaultMarkerWait))
+		c.markerWait = defaultMarkerWait
 	}
 	if c.instanceID == "" {
 		host, err := os.Hostname()

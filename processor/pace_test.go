@@ -56,18 +56,18 @@ func TestNoteUtil(t *testing.T) {
 }
 
 // TestPacingDefaults checks the defaults of PollPace (a tenth of the
-// commit interval, at most 10 ms) and MarkerWait (a quarter, at most
-// 5 ms), that an explicit value (0 included) is kept, and that a negative
-// one is refused naming the option.
+// commit interval, at most 10 ms) and MarkerWait (20 ms whatever the
+// interval), that an explicit value (0 included) is kept, and that a
+// negative one is refused naming the option.
 func TestPacingDefaults(t *testing.T) {
 	for _, tc := range []struct {
 		name               string
 		opts               []Opt
 		wantPace, wantWait time.Duration
 	}{
-		{"exactly-once default interval", nil, 10 * time.Millisecond, 5 * time.Millisecond},
-		{"10 ms interval", []Opt{CommitInterval(10 * time.Millisecond)}, time.Millisecond, 2500 * time.Microsecond},
-		{"1 s interval", []Opt{CommitInterval(time.Second)}, 10 * time.Millisecond, 5 * time.Millisecond},
+		{"exactly-once default interval", nil, 10 * time.Millisecond, 20 * time.Millisecond},
+		{"10 ms interval", []Opt{CommitInterval(10 * time.Millisecond)}, time.Millisecond, 20 * time.Millisecond},
+		{"1 s interval", []Opt{CommitInterval(time.Second)}, 10 * time.Millisecond, 20 * time.Millisecond},
 		{"off", []Opt{PollPace(0), MarkerWait(0)}, 0, 0},
 		{"explicit", []Opt{PollPace(25 * time.Millisecond), MarkerWait(time.Millisecond)}, 25 * time.Millisecond, time.Millisecond},
 	} {

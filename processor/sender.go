@@ -24,7 +24,7 @@ import (
 // flush, the end of a transaction, closing the client) the worker calls
 // drain; before aborting, discard. After ending a transaction an
 // exactly-once worker calls hold, so that the next transaction's first
-// records wait for the last one's markers (MarkerWait). Promises run as
+// records wait for the last one's markers (MarkerWait, markerWatch). Promises run as
 // with any produce, on the client's goroutines.
 type sender struct {
 	cl *kgo.Client
@@ -45,9 +45,11 @@ type sender struct {
 	stopped chan struct{} // closed when the goroutine returns
 	// dropping makes the goroutine skip what it has not produced yet.
 	dropping atomic.Bool
-	// holdUntil (Unix nanoseconds) is when the goroutine may hand records
-	// to the client again after hold.
-	holdUntil atomic.Int64
+	// holdUntil is when the goroutine may hand records to the client again
+	// after hold, at the latest; closing released ends the hold earlier.
+	// Both are guarded by mu.
+	holdUntil time.Time
+	released  chan struct{}
 }
 
 type sendItem struct {
@@ -103,20 +105,37 @@ func (s *sender) loop() {
 	}
 }
 
-// hold keeps the goroutine from handing records to the client for d (see
-// MarkerWait); records queued meanwhile wait in the queue. drain waits
-// out the hold if records are queued.
-func (s *sender) hold(d time.Duration) {
-	if d > 0 {
-		s.holdUntil.Store(time.Now().Add(d).UnixNano())
+// hold keeps the goroutine from handing records to the client for at most
+// d (see MarkerWait), or until the returned func is called, whichever is
+// first; records queued meanwhile wait in the queue. drain waits out the
+// hold if records are queued. A hold of 0 sets none.
+func (s *sender) hold(d time.Duration) (release func()) {
+	if d <= 0 {
+		return func() {}
 	}
+	ch := make(chan struct{})
+	s.mu.Lock()
+	s.holdUntil, s.released = time.Now().Add(d), ch
+	s.mu.Unlock()
+	var once sync.Once
+	return func() { once.Do(func() { close(ch) }) }
 }
 
-// waitHold sleeps until the hold set last is over. Nothing needs to cut
-// it short: stop closes quit only after drain, which waits for it.
+// waitHold sleeps until the hold set last is over. Nothing else needs to
+// cut it short: stop closes quit only after drain, which waits for it.
 func (s *sender) waitHold() {
-	if d := time.Until(time.Unix(0, s.holdUntil.Load())); d > 0 {
-		time.Sleep(d)
+	s.mu.Lock()
+	until, released := s.holdUntil, s.released
+	s.mu.Unlock()
+	d := time.Until(until)
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-released:
 	}
 }
 

@@ -210,7 +210,8 @@ func (h bufferedAt) OnProduceRecordBuffered(*kgo.Record) { h.at <- time.Now() }
 
 // TestSenderHold checks MarkerWait's hold: records queued while the sender
 // holds reach the client no earlier than the hold's end, drain waits for
-// them to get there, and a hold of 0 leaves the sender as it was.
+// them to get there, a hold of 0 leaves the sender as it was, and a
+// released hold ends at once.
 func TestSenderHold(t *testing.T) {
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
 	if err != nil {
@@ -235,7 +236,9 @@ func TestSenderHold(t *testing.T) {
 	}
 	const d = 50 * time.Millisecond
 	s.hold(d)
-	end := time.Unix(0, s.holdUntil.Load())
+	s.mu.Lock()
+	end := s.holdUntil
+	s.mu.Unlock()
 	for i := range 3 {
 		s.send(&kgo.Record{Topic: "t", Value: fmt.Appendf(nil, "held-%d", i)}, promise)
 	}
@@ -257,12 +260,24 @@ func TestSenderHold(t *testing.T) {
 	if len(h.at) != 1 {
 		t.Fatalf("%d records reached the client after a hold of 0, want 1", len(h.at))
 	}
+	<-h.at
+
+	// Released, a hold ends before its limit: drain returns with the
+	// record in the client long before the hour is up.
+	release := s.hold(time.Hour)
+	s.send(&kgo.Record{Topic: "t", Value: []byte("released")}, promise)
+	release()
+	release() // a second call does nothing
+	s.drain()
+	if len(h.at) != 1 {
+		t.Fatalf("%d records reached the client after the hold was released, want 1", len(h.at))
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := cl.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := acked.Load(); got != 4 {
-		t.Fatalf("%d records acknowledged, want 4", got)
+	if got := acked.Load(); got != 5 {
+		t.Fatalf("%d records acknowledged, want 5", got)
 	}
 }

@@ -30,6 +30,8 @@ type worker struct {
 	send *sender   // produces for the worker; see sender
 	recs records   // the records it produces are carved from these
 	txn  *txnState // nil unless ExactlyOnce
+	// markers ends the hold after each transaction (ExactlyOnce only).
+	markers *markerWatch
 
 	subFor  map[string]int // source topic -> sub-topology
 	tasks   map[topology.TaskID]*topology.Task

@@ -76,10 +76,12 @@ func (w *worker) runExactlyOnce(ctx context.Context) error {
 	}
 	w.cl = sess.Client()
 	w.send = newSender(w.cl)
+	w.markers = newMarkerWatch(w.cl, w.send, w.txnID, c, w.log)
 	w.txn = &txnState{sess: sess}
 	defer func() {
 		w.closeAll()
 		w.send.stop()
+		w.markers.stop()
 		w.closeClient(sess.Close)
 	}()
 
@@ -170,7 +172,7 @@ func (w *worker) endTxnWithin(want kgo.TransactionEndTry, limit time.Duration) e
 	committed, err := w.txn.sess.End(ctx, want)
 	// The broker writes this transaction's markers after End returns; the
 	// next transaction's first records wait for them (MarkerWait).
-	w.send.hold(w.p.cfg.markerWait)
+	w.markers.afterEnd()
 	w.txn.open = false
 	w.txn.noteUtil()
 	if err != nil {
