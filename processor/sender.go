@@ -24,8 +24,8 @@ import (
 // flush, the end of a transaction, closing the client) the worker calls
 // drain; before aborting, discard. After ending a transaction an
 // exactly-once worker calls hold, so that the next transaction's first
-// records wait for the last one's markers (MarkerWait, markerWatch). Promises run as
-// with any produce, on the client's goroutines.
+// records wait for the last one's markers (MarkerWait, markerWatch).
+// Promises run as with any produce, on the client's goroutines.
 type sender struct {
 	cl *kgo.Client
 
