@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/crc32"
+	"image/png"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -578,5 +582,43 @@ func TestPressureFull(t *testing.T) {
 		if got := pressureFullSeconds(bad); got != -1 {
 			t.Errorf("pressureFullSeconds(%q) = %v, want -1", bad, got)
 		}
+	}
+}
+
+// TestChartsCmd draws a committed run's charts again from its
+// results.json, and refuses a missing directory argument and a directory
+// without results, naming the file.
+func TestChartsCmd(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("results", "2026-11-28-full-r7", "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "results.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := chartsCmd([]string{dir}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"throughput-copy-100B", "throughput-wordcount-100B", "latency-copy-100B", "latency-wordcount-100B"} {
+		f, err := os.Open(filepath.Join(dir, name+".png"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := png.DecodeConfig(f)
+		f.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if cfg.Width < 700 || cfg.Height < 400 {
+			t.Errorf("%s: %dx%d, want at least 700x400", name, cfg.Width, cfg.Height)
+		}
+	}
+	if err := chartsCmd(nil); !errors.Is(err, errUsage) {
+		t.Errorf("no directory: %v, want a usage error", err)
+	}
+	empty := t.TempDir()
+	if err := chartsCmd([]string{empty}); err == nil || !strings.Contains(err.Error(), "results.json") {
+		t.Errorf("a directory without results: %v, want an error naming results.json", err)
 	}
 }

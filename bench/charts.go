@@ -1,10 +1,15 @@
 package main
 
 import (
+	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -49,6 +54,44 @@ func writeCharts(dir string, results []Result) error {
 		}
 	}
 	return nil
+}
+
+// chartsCmd draws a finished run's charts again from its results.json
+// (go run ./bench charts DIR), into DIR, with the charts' current code.
+func chartsCmd(args []string) error {
+	fs := flag.NewFlagSet("bench charts", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: go run ./bench charts DIR (a directory holding a run's results.json)")
+	}
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return errUsage
+	}
+	dir := fs.Arg(0)
+	results, err := readResults(filepath.Join(dir, "results.json"))
+	if err != nil {
+		return fmt.Errorf("charts: %w", err)
+	}
+	return writeCharts(dir, results)
+}
+
+// readResults reads a run's results.json.
+func readResults(file string) ([]Result, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var rs []Result
+	if err := json.Unmarshal(b, &rs); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	if len(rs) == 0 {
+		return nil, fmt.Errorf("%s: %w", file, errors.New("no results"))
+	}
+	return rs, nil
 }
 
 var shortGuarantee = map[string]string{gExactlyOnce: "EOS", gAtLeastOnce: "ALO", gAtMostOnce: "AMO", gNone: ""}
@@ -122,6 +165,8 @@ func throughputChart(file, name string, rs []Result, pipe Result, hasPipe bool) 
 	}
 	p.NominalX(labels...)
 	p.Y.Min = 0
+	// Room above the tallest bar or the pipe's line for the legend.
+	p.Y.Max = 1.25 * p.Y.Max
 	if err := p.Save(8*vg.Inch, 5*vg.Inch, file); err != nil {
 		return fmt.Errorf("save: %w", err)
 	}
@@ -133,11 +178,14 @@ func latencyChart(file, name string, rs []Result) error {
 	p.Title.Text = fmt.Sprintf("%s: end-to-end latency at a fixed fraction of max throughput", name)
 	p.Y.Label.Text = "ms, input timestamp to read_committed visibility"
 	p.Legend.Top = true
+	p.Legend.Left = true
+	// The system on one line, the guarantee and interval on the next,
+	// so that neighbouring labels do not run into each other.
 	labels := make([]string, len(rs))
 	for i, r := range rs {
-		labels[i] = seriesLabel(r.System, r.Guarantee)
+		labels[i] = seriesLabel(r.System, "")
 		if r.System != sysRawpipe {
-			labels[i] += "\n" + intervalLabel(r.CommitIntervalMS)
+			labels[i] = strings.TrimSpace(labels[i]) + "\n" + shortGuarantee[r.Guarantee] + " " + intervalLabel(r.CommitIntervalMS)
 		}
 	}
 	width := vg.Points(math.Min(18, 520/float64(len(rs)*4)))
@@ -166,7 +214,7 @@ func latencyChart(file, name string, rs []Result) error {
 	}
 	p.NominalX(labels...)
 	p.Y.Min = 0
-	w := max(8*vg.Inch, vg.Length(len(rs))*0.9*vg.Inch)
+	w := max(8*vg.Inch, vg.Length(len(rs))*1.1*vg.Inch)
 	if err := p.Save(w, 5*vg.Inch, file); err != nil {
 		return fmt.Errorf("save: %w", err)
 	}

@@ -12,7 +12,8 @@ import (
 
 func main() { os.Exit(run(os.Args[1:])) }
 
-// run dispatches to a subcommand (processor, rawpipe) or runs the suite.
+// run dispatches to a subcommand (processor, rawpipe, state, ingest,
+// charts) or runs the suite.
 func run(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -26,6 +27,8 @@ func run(args []string) int {
 		err = stateCmd(ctx, args[1:])
 	case len(args) > 0 && args[0] == "ingest":
 		err = ingestCmd(ctx, args[1:])
+	case len(args) > 0 && args[0] == "charts":
+		err = chartsCmd(args[1:])
 	default:
 		lightenHarness()
 		var cfg *suiteConfig
