@@ -2,14 +2,12 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -89,20 +87,24 @@ func readResults(file string) ([]Result, error) {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	if len(rs) == 0 {
-		return nil, fmt.Errorf("%s: %w", file, errors.New("no results"))
+		return nil, fmt.Errorf("%s: no results", file)
 	}
 	return rs, nil
 }
 
 var shortGuarantee = map[string]string{gExactlyOnce: "EOS", gAtLeastOnce: "ALO", gAtMostOnce: "AMO", gNone: ""}
 
+// systemLabel names a system in the charts.
+func systemLabel(system string) string {
+	return map[string]string{sysRawpipe: "raw pipe", sysOnceflow: "onceflow", sysKStreams: "Kafka Streams"}[system]
+}
+
 // seriesLabel names a (system, guarantee) series.
 func seriesLabel(system, guarantee string) string {
 	if system == sysRawpipe {
-		return "raw pipe"
+		return systemLabel(system)
 	}
-	sys := map[string]string{sysOnceflow: "onceflow", sysKStreams: "Kafka Streams"}[system]
-	return sys + " " + shortGuarantee[guarantee]
+	return systemLabel(system) + " " + shortGuarantee[guarantee]
 }
 
 func nanToZero(v num) float64 {
@@ -183,9 +185,9 @@ func latencyChart(file, name string, rs []Result) error {
 	// so that neighbouring labels do not run into each other.
 	labels := make([]string, len(rs))
 	for i, r := range rs {
-		labels[i] = seriesLabel(r.System, "")
+		labels[i] = systemLabel(r.System)
 		if r.System != sysRawpipe {
-			labels[i] = strings.TrimSpace(labels[i]) + "\n" + shortGuarantee[r.Guarantee] + " " + intervalLabel(r.CommitIntervalMS)
+			labels[i] += "\n" + shortGuarantee[r.Guarantee] + " " + intervalLabel(r.CommitIntervalMS)
 		}
 	}
 	width := vg.Points(math.Min(18, 520/float64(len(rs)*4)))

@@ -127,16 +127,7 @@ func (s *sender) waitHold() {
 	s.mu.Lock()
 	until, released := s.holdUntil, s.released
 	s.mu.Unlock()
-	d := time.Until(until)
-	if d <= 0 {
-		return
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-released:
-	}
+	waitUntil(until, released)
 }
 
 // sendChunk is how many records the worker collects before handing them

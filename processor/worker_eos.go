@@ -281,7 +281,10 @@ func behindBroker(fs kgo.Fetches) bool {
 }
 
 // sleepUntil returns at t or when ctx is done, whichever comes first.
-func sleepUntil(ctx context.Context, t time.Time) {
+func sleepUntil(ctx context.Context, t time.Time) { waitUntil(t, ctx.Done()) }
+
+// waitUntil returns at t or when done is closed, whichever comes first.
+func waitUntil(t time.Time, done <-chan struct{}) {
 	d := time.Until(t)
 	if d <= 0 {
 		return
@@ -290,7 +293,7 @@ func sleepUntil(ctx context.Context, t time.Time) {
 	defer tm.Stop()
 	select {
 	case <-tm.C:
-	case <-ctx.Done():
+	case <-done:
 	}
 }
 
