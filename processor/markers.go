@@ -37,8 +37,10 @@ type markerWatch struct {
 	fallback time.Duration // the hold when the state cannot be had
 	log      *slog.Logger
 
-	failures atomic.Int32 // failed watches in a row
-	off      atomic.Bool  // stopped asking; every hold is fallback
+	// failures counts failed watches in a row; at maxMarkerProbeFailures
+	// the worker has stopped asking and every hold is fallback. Watches
+	// run one at a time (afterEnd stops the last first).
+	failures atomic.Int32
 
 	cancel context.CancelFunc // ends the watch running, if any
 	wg     sync.WaitGroup
@@ -77,7 +79,7 @@ func (m *markerWatch) afterEnd() {
 	if m.wait <= 0 {
 		return
 	}
-	if m.off.Load() {
+	if m.gaveUp() {
 		m.send.hold(m.fallback)
 		return
 	}
@@ -140,9 +142,11 @@ func (m *markerWatch) complete(ctx context.Context) (bool, error) {
 	return st.State != "PrepareCommit" && st.State != "PrepareAbort", nil
 }
 
+// gaveUp tells whether the worker stopped asking.
+func (m *markerWatch) gaveUp() bool { return m.failures.Load() >= maxMarkerProbeFailures }
+
 func (m *markerWatch) failed(err error) {
-	n := m.failures.Add(1)
-	if n == maxMarkerProbeFailures && !m.off.Swap(true) {
+	if m.failures.Add(1) == maxMarkerProbeFailures {
 		m.log.Warn("cannot learn when a transaction's markers are written; holding the next transaction's first records for a fixed time instead",
 			"transactional_id", m.txnID, "hold", m.fallback, "err", fmt.Errorf("describe transaction %s: %w", m.txnID, err))
 	}

@@ -103,8 +103,8 @@ func TestMarkerWatchReleasesWhenComplete(t *testing.T) {
 			t.Fatalf("asked about transactional ID %q, want %q", id, "watched")
 		}
 	}
-	if m.failures.Load() != 0 || m.off.Load() {
-		t.Fatalf("failures %d, off %v after a watch that succeeded", m.failures.Load(), m.off.Load())
+	if m.failures.Load() != 0 || m.gaveUp() {
+		t.Fatalf("failures %d, off %v after a watch that succeeded", m.failures.Load(), m.gaveUp())
 	}
 }
 
@@ -135,7 +135,7 @@ func TestMarkerWatchFallback(t *testing.T) {
 		}
 		m.stop()
 	}
-	if !m.off.Load() {
+	if !m.gaveUp() {
 		t.Fatalf("still asking after %d failed watches", maxMarkerProbeFailures)
 	}
 	began := time.Now()
