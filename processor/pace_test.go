@@ -1,11 +1,13 @@
 package processor
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -151,5 +153,84 @@ func TestNextPollLimit(t *testing.T) {
 		if got := nextPollLimit(tc.limit, tc.n, tc.took, tc.target, tc.max); got != tc.want {
 			t.Errorf("%s: nextPollLimit(%d, %d, %v, %v, %d) = %d, want %d", tc.name, tc.limit, tc.n, tc.took, tc.target, tc.max, got, tc.want)
 		}
+	}
+}
+
+// TestEndNow checks when an open transaction ends: when full or after a
+// failed produce at once, when due unless the last transaction's markers
+// hold its records (then it goes on until the hold ends, and endNow
+// hands the poll the hold's channel and limit), and not before it is due.
+func TestEndNow(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	s := newSender(cl)
+	defer s.stop()
+	p := &Processor{cfg: defaultCfg()}
+	p.cfg.maxRecordsPerTxn = 10
+	w := &worker{p: p, send: s, txn: &txnState{open: true}}
+
+	now := time.Now()
+	w.txn.due = now.Add(time.Hour)
+	if w.endNow(now) {
+		t.Error("a transaction ended before it was due")
+	}
+	w.txn.due = now
+	if !w.endNow(now) || w.txn.held != nil {
+		t.Errorf("a due transaction with no hold in force: endNow false or held set")
+	}
+
+	release := s.hold(time.Hour)
+	ch, until := heldBy(s)
+	if w.endNow(now) {
+		t.Error("a due transaction ended while its records were held for the last one's markers")
+	}
+	if w.txn.held != (<-chan struct{})(ch) || !w.txn.heldUntil.Equal(until) {
+		t.Errorf("held, heldUntil = %v, %v, want the hold's %v, %v", w.txn.held, w.txn.heldUntil, ch, until)
+	}
+	if !w.endNow(until) {
+		t.Error("a due transaction did not end once its hold's limit had passed")
+	}
+
+	w.txn.records = 10
+	if !w.endNow(now) {
+		t.Error("a full transaction did not end while held")
+	}
+	w.txn.records = 0
+	w.produceErr = errors.New("produce failed")
+	if !w.endNow(now) {
+		t.Error("a transaction with a failed produce did not end while held")
+	}
+	w.takeProduceErr()
+
+	release()
+	if !w.endNow(now) || w.txn.held != nil {
+		t.Error("a due transaction did not end once its hold was released")
+	}
+}
+
+// TestCancelOnClose checks that the poll's context ends when the hold's
+// channel closes, and that its cancel func ends it otherwise.
+func TestCancelOnClose(t *testing.T) {
+	ch := make(chan struct{})
+	ctx, cancel := cancelOnClose(context.Background(), ch)
+	if ctx.Err() != nil {
+		t.Fatal("context ended before the channel closed")
+	}
+	close(ch)
+	<-ctx.Done()
+	cancel()
+
+	ctx, cancel = cancelOnClose(context.Background(), make(chan struct{}))
+	cancel()
+	if !errors.Is(ctx.Err(), context.Canceled) {
+		t.Errorf("after cancel, ctx.Err() = %v, want context.Canceled", ctx.Err())
 	}
 }

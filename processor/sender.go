@@ -130,6 +130,23 @@ func (s *sender) waitHold() {
 	waitUntil(until, released)
 }
 
+// holding reports the hold in force at now, if any: when it ends at the
+// latest, and a channel closed if it is released earlier.
+func (s *sender) holding(now time.Time) (until time.Time, released <-chan struct{}, ok bool) {
+	s.mu.Lock()
+	until, ch := s.holdUntil, s.released
+	s.mu.Unlock()
+	if ch == nil || !now.Before(until) {
+		return time.Time{}, nil, false
+	}
+	select {
+	case <-ch:
+		return time.Time{}, nil, false
+	default:
+		return until, ch, true
+	}
+}
+
 // sendChunk is how many records the worker collects before handing them
 // to the sender's goroutine.
 const sendChunk = 256
