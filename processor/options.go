@@ -241,7 +241,8 @@ func PollPace(d time.Duration) Opt {
 // written and hands the held records to its client as soon as they are
 // (1 to 5 ms after the end on a local broker under load); it keeps
 // processing meanwhile, and the held records become visible at the commit
-// either way. Where it cannot ask (a broker before Kafka 3.0, no Describe
+// either way. A transaction that falls due during the hold takes records
+// until the hold ends, and ends then. Where it cannot ask (a broker before Kafka 3.0, no Describe
 // permission on the transactional ID) it holds a fixed quarter of the
 // commit interval, at most 5 ms and at most d, and logs a warning once.
 // The default is 20 ms, the broker's default backoff; 0 sends at once and

@@ -110,9 +110,9 @@ func (w *worker) runExactlyOnce(ctx context.Context) error {
 		// Poll until the transaction is due, or one interval when idle so
 		// wall-clock punctuators get their turn. Within a transaction the
 		// polls are paced (see PollPace and paceUntil) unless the last
-		// one left records behind.
-		// A due transaction waiting for the last one's markers polls,
-		// unpaced, until they are written.
+		// one left records behind; a due transaction whose records wait
+		// for the last one's markers polls, unpaced, until they are
+		// written (see endNow).
 		deadline := time.Now().Add(c.commitInterval)
 		wasOpen := w.txn.open
 		waitFrom := time.Now()
@@ -167,7 +167,7 @@ func (w *worker) runExactlyOnce(ctx context.Context) error {
 // flush; the worker goes on taking records into the transaction until
 // the hold ends instead, and those commit with it, an interval sooner
 // than in the next one. On a loaded broker at a 10 ms interval the
-// markers were still pending at about half the transactions' due times.
+// markers were still pending at half or more of the due times.
 func (w *worker) endNow(now time.Time) bool {
 	t := w.txn
 	t.held = nil
