@@ -242,9 +242,10 @@ func PollPace(d time.Duration) Opt {
 // (1 to 5 ms after the end on a local broker under load); it keeps
 // processing meanwhile, and the held records become visible at the commit
 // either way. A transaction that falls due during the hold takes records
-// until the hold ends, and ends then. Where it cannot ask (a broker before Kafka 3.0, no Describe
-// permission on the transactional ID) it holds a fixed quarter of the
-// commit interval, at most 5 ms and at most d, and logs a warning once.
+// until the hold ends, and ends then. Where it cannot ask (a broker
+// before Kafka 3.0, no Describe permission on the transactional ID) it
+// holds a fixed quarter of the commit interval, at most 5 ms and at most
+// d, and logs a warning once.
 // The default is 20 ms, the broker's default backoff; 0 sends at once and
 // asks nothing. Ignored under the other guarantees. Kafka Streams has no
 // counterpart.

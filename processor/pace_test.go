@@ -158,8 +158,9 @@ func TestNextPollLimit(t *testing.T) {
 
 // TestEndNow checks when an open transaction ends: when full or after a
 // failed produce at once, when due unless the last transaction's markers
-// hold its records (then it goes on until the hold ends, and endNow
-// hands the poll the hold's channel and limit), and not before it is due.
+// hold its records (then it goes on until the hold ends; the sender's
+// holding gives the poll the hold's channel and limit), and not before it
+// is due.
 func TestEndNow(t *testing.T) {
 	c, err := kfake.NewCluster(kfake.NumBrokers(1))
 	if err != nil {
@@ -183,8 +184,8 @@ func TestEndNow(t *testing.T) {
 		t.Error("a transaction ended before it was due")
 	}
 	w.txn.due = now
-	if !w.endNow(now) || w.txn.held != nil {
-		t.Errorf("a due transaction with no hold in force: endNow false or held set")
+	if !w.endNow(now) {
+		t.Errorf("a due transaction with no hold in force did not end")
 	}
 
 	release := s.hold(time.Hour)
@@ -192,8 +193,11 @@ func TestEndNow(t *testing.T) {
 	if w.endNow(now) {
 		t.Error("a due transaction ended while its records were held for the last one's markers")
 	}
-	if w.txn.held != (<-chan struct{})(ch) || !w.txn.heldUntil.Equal(until) {
-		t.Errorf("held, heldUntil = %v, %v, want the hold's %v, %v", w.txn.held, w.txn.heldUntil, ch, until)
+	if gotUntil, gotCh, ok := s.holding(now); !ok || gotCh != (<-chan struct{})(ch) || !gotUntil.Equal(until) {
+		t.Errorf("holding = %v, %v, %v, want the hold's %v, %v, true", gotUntil, gotCh, ok, until, ch)
+	}
+	if _, _, ok := s.holding(until); ok {
+		t.Error("holding reported a hold in force at its limit")
 	}
 	if !w.endNow(until) {
 		t.Error("a due transaction did not end once its hold's limit had passed")
@@ -211,8 +215,11 @@ func TestEndNow(t *testing.T) {
 	w.takeProduceErr()
 
 	release()
-	if !w.endNow(now) || w.txn.held != nil {
+	if !w.endNow(now) {
 		t.Error("a due transaction did not end once its hold was released")
+	}
+	if _, _, ok := s.holding(now); ok {
+		t.Error("holding reported a released hold in force")
 	}
 }
 

@@ -124,10 +124,9 @@ func (s *sender) hold(d time.Duration) (release func()) {
 // waitHold sleeps until the hold set last is over. Nothing else needs to
 // cut it short: stop closes quit only after drain, which waits for it.
 func (s *sender) waitHold() {
-	s.mu.Lock()
-	until, released := s.holdUntil, s.released
-	s.mu.Unlock()
-	waitUntil(until, released)
+	if until, released, ok := s.holding(time.Now()); ok {
+		waitUntil(until, released)
+	}
 }
 
 // holding reports the hold in force at now, if any: when it ends at the

@@ -35,12 +35,6 @@ type txnState struct {
 	behind     bool
 	busy, idle time.Duration
 	util       float64
-
-	// held is set while the transaction is due but its records still wait
-	// for the last one's markers (see endNow): closed when that hold is
-	// released, which is at heldUntil at the latest.
-	held      <-chan struct{}
-	heldUntil time.Time
 }
 
 // beforeSend makes sure a produced record lands in a transaction under
@@ -119,11 +113,10 @@ func (w *worker) runExactlyOnce(ctx context.Context) error {
 		pctx, stopWait := ctx, context.CancelFunc(func() {})
 		if wasOpen {
 			deadline = w.txn.due
-			switch {
-			case w.txn.held != nil:
-				deadline = w.txn.heldUntil
-				pctx, stopWait = cancelOnClose(ctx, w.txn.held)
-			case c.pollPace > 0 && !w.txn.behind:
+			if until, released, held := w.send.holding(waitFrom); held && !waitFrom.Before(w.txn.due) {
+				deadline = until
+				pctx, stopWait = cancelOnClose(ctx, released)
+			} else if c.pollPace > 0 && !w.txn.behind {
 				sleepUntil(ctx, w.txn.paceUntil(c.pollPace))
 			}
 		}
@@ -169,20 +162,14 @@ func (w *worker) runExactlyOnce(ctx context.Context) error {
 // than in the next one. On a loaded broker at a 10 ms interval the
 // markers were still pending at half or more of the due times.
 func (w *worker) endNow(now time.Time) bool {
-	t := w.txn
-	t.held = nil
-	if t.records >= w.p.cfg.maxRecordsPerTxn || w.hasProduceErr() {
+	if w.txn.records >= w.p.cfg.maxRecordsPerTxn || w.hasProduceErr() {
 		return true
 	}
-	if now.Before(t.due) {
+	if now.Before(w.txn.due) {
 		return false
 	}
-	until, released, ok := w.send.holding(now)
-	if !ok {
-		return true
-	}
-	t.held, t.heldUntil = released, until
-	return false
+	_, _, held := w.send.holding(now)
+	return !held
 }
 
 // cancelOnClose returns a context that ends with ctx or when ch is closed;
