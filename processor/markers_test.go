@@ -104,7 +104,7 @@ func TestMarkerWatchReleasesWhenComplete(t *testing.T) {
 		}
 	}
 	if m.failures.Load() != 0 || m.gaveUp() {
-		t.Fatalf("failures %d, off %v after a watch that succeeded", m.failures.Load(), m.gaveUp())
+		t.Fatalf("failures %d, gave up %v after a watch that succeeded", m.failures.Load(), m.gaveUp())
 	}
 }
 
