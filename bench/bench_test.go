@@ -585,6 +585,33 @@ func TestPressureFull(t *testing.T) {
 	}
 }
 
+func TestMeminfoDirty(t *testing.T) {
+	mi := "MemTotal:       24576000 kB\nDirty:            524288 kB\nWriteback:           0 kB\n"
+	if got := meminfoDirtyMiB(mi); got != 512 {
+		t.Errorf("meminfoDirtyMiB = %v, want 512", got)
+	}
+	for _, bad := range []string{"", "MemTotal: 1 kB\n", "Dirty: x kB\n"} {
+		if got := meminfoDirtyMiB(bad); !math.IsNaN(got) {
+			t.Errorf("meminfoDirtyMiB(%q) = %v, want NaN", bad, got)
+		}
+	}
+}
+
+func TestWriteBackFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want bool
+	}{{nil, true}, {[]string{"--write-back=false"}, false}, {[]string{"--quick"}, true}} {
+		cfg, err := parseSuiteFlags(append([]string{"--brokers", "b:9092"}, tc.args...))
+		if err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		if cfg.writeBack != tc.want {
+			t.Errorf("%v: writeBack %v, want %v", tc.args, cfg.writeBack, tc.want)
+		}
+	}
+}
+
 // TestChartsCmd draws a committed run's charts again from its
 // results.json, and refuses a missing directory argument and a directory
 // without results, naming the file.

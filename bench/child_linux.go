@@ -51,6 +51,19 @@ func ioStallSeconds() float64 {
 	return pressureFullSeconds(string(b))
 }
 
+// dirtyMiB is how much of the page cache waits to be written to disk,
+// in MiB; NaN when unknown.
+func dirtyMiB() float64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return math.NaN()
+	}
+	return meminfoDirtyMiB(string(b))
+}
+
+// syncDisks writes every dirty page of the host to disk and waits for it.
+func syncDisks() { syscall.Sync() }
+
 // selfCPUSeconds is the CPU time (user and system) this process used so far.
 func selfCPUSeconds() float64 {
 	user, sys := selfCPUTimes()

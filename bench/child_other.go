@@ -16,6 +16,12 @@ func procCPUSeconds(int) float64 { return -1 }
 // ioStallSeconds is unknown here.
 func ioStallSeconds() float64 { return -1 }
 
+// dirtyMiB is unknown here.
+func dirtyMiB() float64 { return math.NaN() }
+
+// syncDisks is a no-op here.
+func syncDisks() {}
+
 // selfCPUSeconds is unknown here.
 func selfCPUSeconds() float64 { return -1 }
 

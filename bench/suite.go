@@ -513,6 +513,7 @@ func (s *suite) runOnce(ctx context.Context, rc runConfig, n int, tag string, pe
 	case sysKStreams:
 		argv = kstreamsArgv(s.jar, s.brokers, rc, in, out, app, stateDir, s.cfg.threads)
 	}
+	s.writeBack(tag)
 	// The throughput phase's CPU time of the broker and of this process
 	// counts from the child's start.
 	broker0, harness0 := s.brokerCPUSeconds(), selfCPUSeconds()
@@ -578,6 +579,7 @@ func (s *suite) runOnce(ctx context.Context, rc runConfig, n int, tag string, pe
 // results stamped from its start.
 func (s *suite) latencyPhase(ctx context.Context, rr *resultReader, ch *child, in string, rc runConfig, rate float64, first int, tag string) (phase, error) {
 	ph := phase{rate: rate}
+	s.writeBack(tag)
 	mark := time.Now()
 	paced0 := []float64{ch.cpuSeconds(), s.brokerCPUSeconds(), selfCPUSeconds()}
 	io0 := ioStallSeconds()
@@ -601,6 +603,36 @@ func (s *suite) latencyPhase(ctx context.Context, rr *resultReader, ch *child, i
 	s.logf("%s: kept %.2f cores busy over %.1fs (system %.1fs, broker %.1fs, suite %.1fs of CPU); the host stalled on I/O for %.1f ms", tag, ph.busy, pacedWall.Seconds(),
 		cpuSince(paced1[0], paced0[0]), cpuSince(paced1[1], paced0[1]), cpuSince(paced1[2], paced0[2]), ph.ioStall)
 	return ph, nil
+}
+
+// writeBack has the host's dirty pages written to disk before a measured
+// phase (--write-back). Linux writes a page back about 30 s after it was
+// dirtied (vm.dirty_expire_centisecs), so the gigabytes the pre-load and
+// an unpaced phase leave in the page cache went to disk during the later
+// phases of the same configuration, which then measured the host's disk:
+// in full-r8 every latency phase of onceflow's exactly-once wordcount at
+// Kafka Streams' pace had 135-466 ms of host-wide I/O stall.
+func (s *suite) writeBack(tag string) {
+	if !s.cfg.writeBack {
+		return
+	}
+	dirty, began := dirtyMiB(), time.Now()
+	syncDisks()
+	s.logf("%s: wrote %.0f MiB of dirty pages to disk in %.1fs before measuring", tag, dirty, time.Since(began).Seconds())
+}
+
+// meminfoDirtyMiB reads the "Dirty" line (kB) of /proc/meminfo's text s,
+// in MiB; NaN if it has none.
+func meminfoDirtyMiB(s string) float64 {
+	for line := range strings.Lines(s) {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "Dirty:" {
+			if kb, err := strconv.ParseFloat(f[1], 64); err == nil {
+				return kb / 1024
+			}
+		}
+	}
+	return math.NaN()
 }
 
 // pressureFullSeconds reads the "full" line's total (microseconds) of a
