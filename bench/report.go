@@ -218,7 +218,10 @@ type reportMeta struct {
 	LatencyParts int
 	Quick        bool
 	Warmup       bool
-	Notes        []string
+	// WriteBack: the host's dirty pages were written to disk before each
+	// measured phase (--write-back).
+	WriteBack bool
+	Notes     []string
 	// CPU is the host's processor model, empty if unknown: figures from
 	// two runs compare only on the same kind of machine.
 	CPU string
@@ -292,6 +295,9 @@ func renderMarkdown(meta reportMeta, results []Result) string {
 	w("- each figure is the median of %d repeat(s); records/s shows min–max\n", meta.Repeats)
 	if meta.Warmup {
 		w("- before the first configuration, an unmeasured run of onceflow's exactly-once configuration of each workload, at the shortest commit interval, warmed the broker up\n")
+	}
+	if meta.WriteBack {
+		w("- before each measured phase the host's dirty pages were written to disk (sync), so no phase paid for what earlier phases wrote\n")
 	}
 	timed := "every output partition"
 	if meta.LatencyParts > 0 && meta.LatencyParts < meta.Partitions {

@@ -220,6 +220,7 @@ func (s *suite) meta() reportMeta {
 		LatencyParts: s.cfg.latencyParts,
 		Quick:        s.cfg.quick,
 		Warmup:       s.cfg.warmup,
+		WriteBack:    s.cfg.writeBack,
 		Notes:        s.notes,
 		CPU:          cpuModel(),
 	}
