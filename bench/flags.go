@@ -103,7 +103,7 @@ with scripts/kafka-local.sh and stops it at the end.
 	fs.DurationVar(&c.latencyDur, "latency-duration", 0, "length of the paced latency phase (default 10s; --quick 3s)")
 	fs.BoolVar(&c.warmup, "warmup", true, "run onceflow's exactly-once configuration of each workload once, unmeasured, at the shortest commit interval, before the first configuration, so that the broker's JVM has compiled its produce, fetch and transaction paths (--warmup=false to skip)")
 	fs.BoolVar(&c.atPeerPace, "at-kstreams-pace", true, "give each exactly-once configuration of onceflow a second latency phase at the rate its Kafka Streams peer was paced at in the same round, so their p99s also compare at equal load (no effect with --latency-rate or without kstreams)")
-	fs.BoolVar(&c.writeBack, "write-back", true, "before each measured phase, write the host's dirty pages to disk (sync) and wait for it, so that a phase does not pay for what earlier phases wrote: Linux writes a dirty page back about 30 s after it was written, into the next phases (--write-back=false to skip)")
+	fs.BoolVar(&c.writeBack, "write-back", true, "on Linux, before each measured phase, write the host's dirty pages to disk (sync) and wait for it, so that a phase does not pay for what earlier phases wrote: Linux writes a dirty page back about 30 s after it was written, into the next phases (--write-back=false to skip)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, errUsage
