@@ -601,7 +601,7 @@ func TestWriteBackFlag(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
 		want bool
-	}{{nil, true}, {[]string{"--write-back=false"}, false}, {[]string{"--quick"}, true}} {
+	}{{nil, canSyncDisks}, {[]string{"--write-back=false"}, false}, {[]string{"--quick"}, canSyncDisks}} {
 		cfg, err := parseSuiteFlags(append([]string{"--brokers", "b:9092"}, tc.args...))
 		if err != nil {
 			t.Fatalf("%v: %v", tc.args, err)

@@ -220,7 +220,7 @@ func (s *suite) meta() reportMeta {
 		LatencyParts: s.cfg.latencyParts,
 		Quick:        s.cfg.quick,
 		Warmup:       s.cfg.warmup,
-		WriteBack:    s.cfg.writeBack && canSyncDisks,
+		WriteBack:    s.cfg.writeBack,
 		Notes:        s.notes,
 		CPU:          cpuModel(),
 	}
@@ -614,7 +614,7 @@ func (s *suite) latencyPhase(ctx context.Context, rr *resultReader, ch *child, i
 // in full-r8 every latency phase of onceflow's exactly-once wordcount at
 // Kafka Streams' pace had 135-466 ms of host-wide I/O stall.
 func (s *suite) writeBack(tag string) {
-	if !s.cfg.writeBack || !canSyncDisks {
+	if !s.cfg.writeBack {
 		return
 	}
 	dirty, began := dirtyMiB(), time.Now()
