@@ -181,7 +181,7 @@ func fixedResults() []Result {
 }
 
 func TestRatioTables(t *testing.T) {
-	md := renderMarkdown(reportMeta{Brokers: "b:9092", Partitions: 4, Keys: 100_000, Repeats: 1, LatencyPct: 50, LatencyDur: 10 * time.Second, CPU: "Test CPU"}, fixedResults())
+	md := renderMarkdown(reportMeta{Brokers: "b:9092", Partitions: 4, Keys: 100_000, Repeats: 1, LatencyPct: 50, LatencyDur: 10 * time.Second, CPU: "Test CPU", WarmupRounds: 2}, fixedResults())
 	for _, want := range []string{
 		// EOS/ALO: throughput halves, p99 7.5x.
 		// Per round: rounds 1 and 3, 1.10 and 0.20, median 0.65.
@@ -194,6 +194,8 @@ func TestRatioTables(t *testing.T) {
 		"| copy | exactly-once | 100ms | 100B | 100000 | 400000 | 0.25x |",
 		// The header names the host's processor.
 		" CPUs (Test CPU); the systems",
+		// ... and how many warm-up rounds ran.
+		"- before the first configuration, 2 unmeasured round(s) of onceflow's",
 		// Unknown figures print as "-".
 		"| rawpipe | copy | none | - | 100B | 1000 | 400000 (400000–400000) | 40.0 | - |",
 		// CPU per record: 1 s, 0.5 s and 0.25 s over 1,000 records in 1 s.
@@ -594,6 +596,55 @@ func TestMeminfoDirty(t *testing.T) {
 		if got := meminfoDirtyMiB(bad); !math.IsNaN(got) {
 			t.Errorf("meminfoDirtyMiB(%q) = %v, want NaN", bad, got)
 		}
+	}
+}
+
+// TestStatCPUSeconds reads utime+stime (clock ticks) from a stat line
+// whose command name holds spaces and a ')'.
+func TestStatCPUSeconds(t *testing.T) {
+	st := "4242 (C2 Compiler) x) S 1 2 3 0 -1 4194368 10 0 0 0 150 25 0 0 20 0 40 0 7 0 0\n"
+	if got := statCPUSeconds(st); got != 1.75 {
+		t.Errorf("statCPUSeconds = %v, want 1.75", got)
+	}
+	for _, bad := range []string{"", "4242 (java S 1", "4242 (java) S 1 2 3", "4242 (java) S 1 2 3 0 -1 4194368 10 0 0 0 x 25 0"} {
+		if got := statCPUSeconds(bad); got != -1 {
+			t.Errorf("statCPUSeconds(%q) = %v, want -1", bad, got)
+		}
+	}
+}
+
+// TestThreadsCPUSeconds sums the JIT compiler threads of a task directory
+// laid out as /proc shows one, and nothing else.
+func TestThreadsCPUSeconds(t *testing.T) {
+	dir := t.TempDir()
+	for tid, th := range map[string]struct {
+		comm         string
+		utime, stime int
+	}{
+		"101": {"C2 CompilerThre", 300, 20},
+		"102": {"C1 CompilerThre", 70, 10},
+		"103": {"data-plane-kafk", 900, 400},
+		"104": {"java", 50, 5},
+	} {
+		if err := os.MkdirAll(filepath.Join(dir, tid), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		stat := fmt.Sprintf("%s (%s) S 1 1 1 0 -1 0 0 0 0 0 %d %d 0 0 20 0 1 0 5 0 0\n", tid, th.comm, th.utime, th.stime)
+		if err := os.WriteFile(filepath.Join(dir, tid, "stat"), []byte(stat), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, tid, "comm"), []byte(th.comm+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := threadsCPUSeconds(dir, isJITThread); math.Abs(got-4.0) > 1e-9 {
+		t.Errorf("threadsCPUSeconds(JIT) = %v, want 4.0 (3.2 + 0.8)", got)
+	}
+	if got := threadsCPUSeconds(filepath.Join(dir, "missing"), isJITThread); got != -1 {
+		t.Errorf("threadsCPUSeconds(missing dir) = %v, want -1", got)
+	}
+	if got := jitCPUSeconds(nil); got != -1 {
+		t.Errorf("jitCPUSeconds(no pids) = %v, want -1", got)
 	}
 }
 

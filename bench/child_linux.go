@@ -14,30 +14,13 @@ func childSysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }
 
-// clockTicks is USER_HZ, 100 on every Linux platform Go supports.
-const clockTicks = 100
-
 // procCPUSeconds reads utime+stime of pid from /proc/<pid>/stat.
 func procCPUSeconds(pid int) float64 {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return -1
 	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return -1
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return -1
-	}
-	ut, err1 := strconv.ParseFloat(f[11], 64)
-	st, err2 := strconv.ParseFloat(f[12], 64)
-	if err1 != nil || err2 != nil {
-		return -1
-	}
-	return (ut + st) / clockTicks
+	return statCPUSeconds(string(b))
 }
 
 // ioStallSeconds is how long, since boot, every task of the host that was

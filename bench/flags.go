@@ -55,7 +55,7 @@ type suiteConfig struct {
 	latencyParts int     // partitions whose results are timed in the latency phase
 	brokerPIDs   []int   // the broker's processes, whose CPU time is recorded; nil: unknown
 	targetSecs   float64 // wanted length of the throughput phase
-	warmup       bool    // one unmeasured run before the first configuration
+	warmup       bool    // unmeasured rounds before the first configuration (see warmUp)
 	// atPeerPace adds to each exactly-once configuration of onceflow a
 	// second latency phase at the rate its Kafka Streams peer was paced
 	// at in the same round.
@@ -101,7 +101,7 @@ with scripts/kafka-local.sh and stops it at the end.
 	fs.StringVar(&brokerPIDs, "broker-pids", "", "comma-separated process ids of the --brokers broker, to record its CPU seconds per configuration (default: those of the broker the suite starts; none for --brokers)")
 	fs.IntVar(&c.latencyParts, "latency-partitions", 1, "output partitions whose results are timed in the latency phase, from partition 0 (0: all); the reader stops reading the others until the paced producer ends")
 	fs.DurationVar(&c.latencyDur, "latency-duration", 0, "length of the paced latency phase (default 10s; --quick 3s)")
-	fs.BoolVar(&c.warmup, "warmup", true, "run onceflow's exactly-once configuration of each workload once, unmeasured, at the shortest commit interval, before the first configuration, so that the broker's JVM has compiled its produce, fetch and transaction paths (--warmup=false to skip)")
+	fs.BoolVar(&c.warmup, "warmup", true, "run onceflow's exactly-once configuration of each workload, unmeasured, at the shortest commit interval, before the first configuration, so that the broker's JVM has compiled its produce, fetch and transaction paths; repeated, up to 3 rounds, until the broker's JIT compilers use less than 15% of its CPU, where the suite sees its threads (--warmup=false to skip)")
 	fs.BoolVar(&c.atPeerPace, "at-kstreams-pace", true, "give each exactly-once configuration of onceflow a second latency phase at the rate its Kafka Streams peer was paced at in the same round, so their p99s also compare at equal load (no effect with --latency-rate or without kstreams)")
 	fs.BoolVar(&c.writeBack, "write-back", true, "on Linux, before each measured phase, write the host's dirty pages to disk (sync) and wait for it, so that a phase does not pay for what earlier phases wrote: Linux writes a dirty page back about 30 s after it was written, into the next phases (--write-back=false to skip)")
 	if err := fs.Parse(args); err != nil {

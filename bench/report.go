@@ -217,7 +217,9 @@ type reportMeta struct {
 	// LatencyParts is how many output partitions were timed (from 0).
 	LatencyParts int
 	Quick        bool
-	Warmup       bool
+	// WarmupRounds is how many unmeasured rounds warmed the broker up
+	// (--warmup); 0: none.
+	WarmupRounds int
 	// WriteBack: the host's dirty pages were written to disk before each
 	// measured phase (--write-back).
 	WriteBack bool
@@ -293,8 +295,9 @@ func renderMarkdown(meta reportMeta, results []Result) string {
 	}
 	w("- host: %s/%s, %d CPUs%s; the systems, the broker and the measuring process share them\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), cpu)
 	w("- each figure is the median of %d repeat(s); records/s shows min–max\n", meta.Repeats)
-	if meta.Warmup {
-		w("- before the first configuration, an unmeasured run of onceflow's exactly-once configuration of each workload, at the shortest commit interval, warmed the broker up\n")
+	if meta.WarmupRounds > 0 {
+		w("- before the first configuration, %d unmeasured round(s) of onceflow's exactly-once configuration of each workload, at the shortest commit interval, warmed the broker up (repeated, up to %d, until its JIT compilers used under %.0f%% of its CPU in a round, where the suite saw its threads)\n",
+			meta.WarmupRounds, maxWarmupRounds, 100*jitSettledShare)
 	}
 	if meta.WriteBack {
 		w("- before each measured phase the host's dirty pages were written to disk (sync), so no phase paid for what earlier phases wrote\n")
