@@ -9,7 +9,7 @@ import (
 
 // A broker that has just started compiles its request paths as they run:
 // in the first 10 s latency phase after a one-configuration warm-up its
-// JIT compiler threads used 2.6–2.9 s of CPU, a third of the broker's,
+// JIT compiler threads used 2.6–2.9 s of CPU, a quarter of the broker's,
 // and in the phases after that 0.4–1.0 s. The suite's warm-up repeats
 // until the compilers' share of the broker's CPU is below jitSettledShare
 // (at most maxWarmupRounds rounds), and each phase's log line says how
