@@ -646,6 +646,14 @@ func TestThreadsCPUSeconds(t *testing.T) {
 	if got := jitCPUSeconds(nil); got != -1 {
 		t.Errorf("jitCPUSeconds(no pids) = %v, want -1", got)
 	}
+	// Several processes sum; one unknown makes the sum unknown.
+	half := func(pid int) float64 { return float64(pid) / 2 }
+	if got := sumOverPIDs([]int{3, 5}, half); got != 4 {
+		t.Errorf("sumOverPIDs = %v, want 4", got)
+	}
+	if got := sumOverPIDs([]int{3, -1}, half); got != -1 {
+		t.Errorf("sumOverPIDs with an unknown = %v, want -1", got)
+	}
 }
 
 func TestWriteBackFlag(t *testing.T) {

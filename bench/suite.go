@@ -371,6 +371,16 @@ func (s *suite) peerRate(rc runConfig, rep int) float64 {
 	return 0
 }
 
+// The warm-up repeats until the broker's JIT compilers used less than
+// jitSettledShare of its CPU over a round, at most maxWarmupRounds times.
+// After a one-configuration warm-up the compilers still used 2.6–2.9 s
+// of CPU, a quarter of the broker's, in the first 10 s latency phase,
+// and 0.4–1.0 s in the phases after that.
+const (
+	jitSettledShare = 0.15
+	maxWarmupRounds = 3
+)
+
 // warmUp runs onceflow's exactly-once configuration of each workload, at
 // the shortest commit interval of the run, and forgets their figures. A
 // broker that has just started runs its request paths interpreted until
@@ -688,13 +698,17 @@ func (s *suite) brokerCPUSeconds() float64 { return pidsCPUSeconds(s.brokerPIDs)
 
 // pidsCPUSeconds is the CPU time the processes pids used so far, or -1
 // when unknown (no pids, or one of them unreadable).
-func pidsCPUSeconds(pids []int) float64 {
+func pidsCPUSeconds(pids []int) float64 { return sumOverPIDs(pids, procCPUSeconds) }
+
+// sumOverPIDs sums of(pid) over pids, or -1 when there are no pids or of
+// returns a negative (unknown) value for one of them.
+func sumOverPIDs(pids []int, of func(pid int) float64) float64 {
 	if len(pids) == 0 {
 		return -1
 	}
 	total := 0.0
 	for _, pid := range pids {
-		c := procCPUSeconds(pid)
+		c := of(pid)
 		if c < 0 {
 			return -1
 		}

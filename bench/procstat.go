@@ -7,18 +7,6 @@ import (
 	"strings"
 )
 
-// A broker that has just started compiles its request paths as they run:
-// in the first 10 s latency phase after a one-configuration warm-up its
-// JIT compiler threads used 2.6–2.9 s of CPU, a quarter of the broker's,
-// and in the phases after that 0.4–1.0 s. The suite's warm-up repeats
-// until the compilers' share of the broker's CPU is below jitSettledShare
-// (at most maxWarmupRounds rounds), and each phase's log line says how
-// much of the broker's CPU went to them.
-const (
-	jitSettledShare = 0.15
-	maxWarmupRounds = 3
-)
-
 // statCPUSeconds reads utime+stime from the text of a /proc/<pid>/stat
 // or /proc/<pid>/task/<tid>/stat file, or -1 when it cannot. The second
 // field (the command name, in parentheses) may hold spaces and
@@ -55,18 +43,9 @@ func isJITThread(comm string) bool {
 // compiler threads it no longer needs, and what an ended thread used is
 // no longer counted, so a difference of two readings can fall short.
 func jitCPUSeconds(pids []int) float64 {
-	if len(pids) == 0 {
-		return -1
-	}
-	total := 0.0
-	for _, pid := range pids {
-		c := threadsCPUSeconds(filepath.Join("/proc", strconv.Itoa(pid), "task"), isJITThread)
-		if c < 0 {
-			return -1
-		}
-		total += c
-	}
-	return total
+	return sumOverPIDs(pids, func(pid int) float64 {
+		return threadsCPUSeconds(filepath.Join("/proc", strconv.Itoa(pid), "task"), isJITThread)
+	})
 }
 
 // threadsCPUSeconds sums the CPU time of the threads under taskDir (a
