@@ -646,6 +646,24 @@ func TestThreadsCPUSeconds(t *testing.T) {
 	if got := jitCPUSeconds(nil); got != -1 {
 		t.Errorf("jitCPUSeconds(no pids) = %v, want -1", got)
 	}
+	// The broker's compilers since a reading: unknown stays unknown (no
+	// pids, or an unknown reading), and a drop (an ended compiler thread)
+	// counts as none. This Go process has no compiler threads: 0 s.
+	if got := (&suite{}).brokerJITSince(0); !math.IsNaN(got) {
+		t.Errorf("brokerJITSince without pids = %v, want NaN", got)
+	}
+	if _, err := os.Stat("/proc/self/task"); err == nil {
+		self := &suite{brokerPIDs: []int{os.Getpid()}}
+		if got := self.brokerJITSeconds(); got != 0 {
+			t.Errorf("brokerJITSeconds of a Go process = %v, want 0", got)
+		}
+		if got := self.brokerJITSince(5); got != 0 {
+			t.Errorf("brokerJITSince after a drop = %v, want 0", got)
+		}
+		if got := self.brokerJITSince(-1); !math.IsNaN(got) {
+			t.Errorf("brokerJITSince(unknown) = %v, want NaN", got)
+		}
+	}
 	// Several processes sum; one unknown makes the sum unknown.
 	half := func(pid int) float64 { return float64(pid) / 2 }
 	if got := sumOverPIDs([]int{3, 5}, half); got != 4 {

@@ -399,7 +399,7 @@ const (
 // (jitSettledShare, maxWarmupRounds).
 func (s *suite) warmUp(ctx context.Context) {
 	for round := 1; round <= maxWarmupRounds; round++ {
-		jit0, cpu0 := jitCPUSeconds(s.brokerPIDs), s.brokerCPUSeconds()
+		jit0, cpu0 := s.brokerJITSeconds(), s.brokerCPUSeconds()
 		s.warmupRounds = round
 		for _, wl := range s.cfg.workloads {
 			rc := runConfig{System: sysOnceflow, Workload: wl, Guarantee: gExactlyOnce,
@@ -412,11 +412,10 @@ func (s *suite) warmUp(ctx context.Context) {
 			}
 			s.logf("%s: done", tag)
 		}
-		jit, cpu := cpuSince(jitCPUSeconds(s.brokerPIDs), jit0), cpuSince(s.brokerCPUSeconds(), cpu0)
+		jit, cpu := s.brokerJITSince(jit0), cpuSince(s.brokerCPUSeconds(), cpu0)
 		if !(cpu > 0) || math.IsNaN(jit) {
 			return // the broker's threads are not visible: one round
 		}
-		jit = max(jit, 0) // a compiler thread that ended took its time with it
 		settled := jit/cpu < jitSettledShare
 		s.logf("warm-up %d: the broker's JIT compilers used %.1fs of its %.1fs of CPU (%.0f%%; settled below %.0f%%)",
 			round, jit, cpu, 100*jit/cpu, 100*jitSettledShare)
@@ -613,9 +612,10 @@ func (s *suite) runOnce(ctx context.Context, rc runConfig, n int, tag string, pe
 func (s *suite) latencyPhase(ctx context.Context, rr *resultReader, ch *child, in string, rc runConfig, rate float64, first int, tag string) (phase, error) {
 	ph := phase{rate: rate}
 	s.writeBack(tag)
+	jit0 := s.brokerJITSeconds()
 	mark := time.Now()
 	paced0 := []float64{ch.cpuSeconds(), s.brokerCPUSeconds(), selfCPUSeconds()}
-	io0, jit0 := ioStallSeconds(), jitCPUSeconds(s.brokerPIDs)
+	io0 := ioStallSeconds()
 	rr.startLatency(mark)
 	s.logf("%s: %.0f records/s for %v", tag, rate, s.cfg.latencyDur)
 	m, err := pacedProduce(ctx, s.seeds, in, rate, s.cfg.latencyDur, first, s.cfg.keys, rc.ValueBytes)
@@ -634,7 +634,7 @@ func (s *suite) latencyPhase(ctx context.Context, rr *resultReader, ch *child, i
 	ph.busy = busyCores(pacedWall, paced0, paced1)
 	ph.ioStall = cpuSince(ioStallSeconds(), io0) * 1000
 	jit := ""
-	if j := cpuSince(jitCPUSeconds(s.brokerPIDs), jit0); !math.IsNaN(j) {
+	if j := s.brokerJITSince(jit0); !math.IsNaN(j) {
 		jit = fmt.Sprintf(" (%.1fs in its JIT compilers)", j)
 	}
 	s.logf("%s: kept %.2f cores busy over %.1fs (system %.1fs, broker %.1fs%s, suite %.1fs of CPU); the host stalled on I/O for %.1f ms", tag, ph.busy, pacedWall.Seconds(),
@@ -695,6 +695,17 @@ func pressureFullSeconds(s string) float64 {
 // brokerCPUSeconds is the CPU time the broker's processes used so far, or
 // -1 when unknown.
 func (s *suite) brokerCPUSeconds() float64 { return pidsCPUSeconds(s.brokerPIDs) }
+
+// brokerJITSeconds is the CPU time the broker's JIT compiler threads used
+// so far, or -1 when unknown (see jitCPUSeconds).
+func (s *suite) brokerJITSeconds() float64 { return jitCPUSeconds(s.brokerPIDs) }
+
+// brokerJITSince is the CPU time the broker's JIT compilers used since the
+// reading then, NaN if unknown. A compiler thread that ended took its
+// time out of the sum, so a negative difference counts as none.
+func (s *suite) brokerJITSince(then float64) float64 {
+	return max(cpuSince(s.brokerJITSeconds(), then), 0)
+}
 
 // pidsCPUSeconds is the CPU time the processes pids used so far, or -1
 // when unknown (no pids, or one of them unreadable).
