@@ -87,16 +87,128 @@ func TestQuickConfigurations(t *testing.T) {
 	if len(got) != 7 { // raw pipe + 2 workloads x 3 guarantees
 		t.Fatalf("quick run has %d configurations, want 7: %v", len(got), got)
 	}
-	if got[0].System != sysRawpipe || cfg.repeat != 1 || cfg.intervals[0] != 100*time.Millisecond {
-		t.Errorf("quick run: %v, repeat %d, intervals %v", got[0], cfg.repeat, cfg.intervals)
+	// The raw pipe runs last, after the onceflow paces it is also timed at.
+	if got[6].System != sysRawpipe || cfg.repeat != 1 || cfg.intervals[0] != 100*time.Millisecond {
+		t.Errorf("quick run: %v last, repeat %d, intervals %v", got[6], cfg.repeat, cfg.intervals)
 	}
 	full, err := parseSuiteFlags([]string{"--brokers", "b:9092"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// per size: raw pipe + per workload and interval 3 onceflow + 2 Kafka Streams
-	if n := len(configurations(full)); n != 2*(1+2*3*5) {
+	// per size: per workload and interval 3 onceflow + 2 Kafka Streams,
+	// then the raw pipe
+	fc := configurations(full)
+	if n := len(fc); n != 2*(1+2*3*5) {
 		t.Errorf("full run has %d configurations, want %d", n, 2*(1+2*3*5))
+	}
+	for i, rc := range fc {
+		if last := (i+1)%(1+2*3*5) == 0; (rc.System == sysRawpipe) != last || rc.ValueBytes != fc[i/(1+2*3*5)*(1+2*3*5)].ValueBytes {
+			t.Errorf("configuration %d is %v: want the raw pipe last of each value size, and only there", i, rc)
+		}
+	}
+}
+
+// TestFloorTargets: the raw pipe's extra phases are at the paces of the
+// exactly-once configurations of onceflow of its value size from the same
+// round, by workload and interval, and none with --latency-rate or
+// --rawpipe-at-onceflow-pace=false.
+func TestFloorTargets(t *testing.T) {
+	cfg, err := parseSuiteFlags([]string{"--brokers", "b:9092"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	of := func(sys, wl, g string, iv int64, vb int) runConfig {
+		return runConfig{System: sys, Workload: wl, Guarantee: g, IntervalMS: iv, ValueBytes: vb}
+	}
+	s := &suite{cfg: cfg, paces: map[runConfig]roundPace{
+		of(sysOnceflow, wlWordcount, gExactlyOnce, 10, 100): {repeat: 2, rate: 300_000},
+		of(sysOnceflow, wlCopy, gExactlyOnce, 1000, 100):    {repeat: 2, rate: 650_000},
+		of(sysOnceflow, wlCopy, gExactlyOnce, 100, 100):     {repeat: 2, rate: 780_000},
+		of(sysOnceflow, wlCopy, gExactlyOnce, 10, 100):      {repeat: 1, rate: 480_000}, // an earlier round
+		of(sysOnceflow, wlCopy, gExactlyOnce, 100, 1024):    {repeat: 2, rate: 280_000}, // another size
+		of(sysKStreams, wlCopy, gExactlyOnce, 100, 100):     {repeat: 2, rate: 96_000},  // not onceflow
+		of(sysOnceflow, wlCopy, gAtLeastOnce, 100, 100):     {repeat: 2, rate: 700_000}, // not exactly-once
+	}}
+	raw := of(sysRawpipe, wlCopy, gNone, 0, 100)
+	got := s.floorTargets(raw, 2)
+	want := []floorTarget{
+		{of(sysOnceflow, wlCopy, gExactlyOnce, 100, 100), 780_000},
+		{of(sysOnceflow, wlCopy, gExactlyOnce, 1000, 100), 650_000},
+		{of(sysOnceflow, wlWordcount, gExactlyOnce, 10, 100), 300_000},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("floorTargets(raw pipe 100B, round 2) = %v, want %v", got, want)
+	}
+	if got := s.floorTargets(of(sysOnceflow, wlCopy, gExactlyOnce, 100, 100), 2); got != nil {
+		t.Errorf("floorTargets of onceflow = %v, want none", got)
+	}
+	for _, args := range [][]string{{"--latency-rate", "20000"}, {"--rawpipe-at-onceflow-pace=false"}} {
+		if s.cfg, err = parseSuiteFlags(append([]string{"--brokers", "b:9092"}, args...)); err != nil {
+			t.Fatal(err)
+		}
+		if got := s.floorTargets(raw, 2); got != nil {
+			t.Errorf("%v: %v, want none", args, got)
+		}
+	}
+}
+
+// TestPaceFloors: the raw pipe's phases at onceflow's paces are summarized
+// per configuration over the rounds that had one, and results.md sets each
+// beside onceflow's and Kafka Streams' p99.
+func TestPaceFloors(t *testing.T) {
+	copy100 := runConfig{System: sysOnceflow, Workload: wlCopy, Guarantee: gExactlyOnce, IntervalMS: 100, ValueBytes: 100}
+	wc10 := copy100
+	wc10.Workload, wc10.IntervalMS = wlWordcount, 10
+	fp := func(of runConfig, rate, p50, p99 float64) floorPhase {
+		return floorPhase{of: of, phase: phase{rate: rate, p50: p50, p99: p99}}
+	}
+	rawc := runConfig{System: sysRawpipe, Workload: wlCopy, Guarantee: gNone, ValueBytes: 100}
+	raw := summarize(rawc, 1000, []sample{
+		{repeat: 1, rps: 1_000_000, lat: phase{rate: 500_000, p99: 40}, floors: []floorPhase{fp(copy100, 780_000, 17, 43), fp(wc10, 300_000, 9, 20)}},
+		{repeat: 2, rps: 1_000_000, lat: phase{rate: 500_000, p99: 30}, floors: []floorPhase{fp(copy100, 760_000, 15, 32)}}, // wordcount failed this round
+		{repeat: 3, rps: 1_000_000, lat: phase{rate: 500_000, p99: 50}, floors: []floorPhase{fp(copy100, 800_000, 18, 116), fp(wc10, 320_000, 11, 24)}},
+	})
+	want := []PaceFloor{
+		{Workload: wlCopy, CommitIntervalMS: 100, LatencyRate: 780_000, P50MS: 17, P99MS: 43,
+			Rounds: []FloorRound{{1, 780_000, 43}, {2, 760_000, 32}, {3, 800_000, 116}}},
+		{Workload: wlWordcount, CommitIntervalMS: 10, LatencyRate: 310_000, P50MS: 10, P99MS: 22,
+			Rounds: []FloorRound{{1, 300_000, 20}, {3, 320_000, 24}}},
+	}
+	if len(raw.AtOnceflowPace) != len(want) {
+		t.Fatalf("floors = %+v, want %+v", raw.AtOnceflowPace, want)
+	}
+	for i := range want {
+		g, w := raw.AtOnceflowPace[i], want[i]
+		if g.Workload != w.Workload || g.CommitIntervalMS != w.CommitIntervalMS || g.LatencyRate != w.LatencyRate || g.P50MS != w.P50MS || g.P99MS != w.P99MS || !slices.Equal(g.Rounds, w.Rounds) {
+			t.Errorf("floor %d = %+v, want %+v", i, g, w)
+		}
+	}
+	b, err := json.Marshal(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"at_onceflow_pace":[{"workload":"copy","commit_interval_ms":100,"latency_rate":780000,"p50_ms":17,"p99_ms":43,"rounds":[{"repeat":1,"latency_rate":780000,"p99_ms":43},`) {
+		t.Errorf("JSON lacks the floors: %s", b)
+	}
+	if b, _ := json.Marshal(summarize(copy100, 1000, []sample{{repeat: 1, rps: 1}})); strings.Contains(string(b), "at_onceflow_pace") {
+		t.Errorf("onceflow's own result carries floors: %s", b)
+	}
+	eos := summarize(copy100, 1000, []sample{{repeat: 1, rps: 1_500_000, lat: phase{rate: 780_000, p99: 128.9}}})
+	ksc := copy100
+	ksc.System = sysKStreams
+	ks := summarize(ksc, 1000, []sample{{repeat: 1, rps: 190_000, lat: phase{rate: 95_000, p99: 118.2}}})
+	md := renderMarkdown(reportMeta{}, []Result{eos, ks, raw})
+	for _, want := range []string{
+		"| copy | 100ms | 780000 | 17.0 | 43.0 (43.0, 32.0, 116.0) | 128.9 | 28.9 | 95000 | 118.2 | 18.2 |",
+		// No onceflow or Kafka Streams result for the wordcount: dashes.
+		"| wordcount | 10ms | 310000 | 10.0 | 22.0 (20.0, 24.0) | - | - | - | - | - |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("results.md lacks\n%s\ngot:\n%s", want, md)
+		}
+	}
+	if md := renderMarkdown(reportMeta{}, fixedResults()); strings.Contains(md, "was also paced at the pace of") {
+		t.Errorf("a floor table without floors:\n%s", md)
 	}
 }
 

@@ -60,6 +60,10 @@ type suiteConfig struct {
 	// second latency phase at the rate its Kafka Streams peer was paced
 	// at in the same round.
 	atPeerPace bool
+	// atOnceflowPace gives the raw pipe one more latency phase per
+	// exactly-once configuration of onceflow of its value size, at the
+	// rate that configuration was paced at in the same round.
+	atOnceflowPace bool
 	// writeBack has the host's dirty pages written to disk (sync(2))
 	// before each measured phase.
 	writeBack bool
@@ -103,6 +107,7 @@ with scripts/kafka-local.sh and stops it at the end.
 	fs.DurationVar(&c.latencyDur, "latency-duration", 0, "length of the paced latency phase (default 10s; --quick 3s)")
 	fs.BoolVar(&c.warmup, "warmup", true, "run onceflow's exactly-once configuration of each workload, unmeasured, at the shortest commit interval, before the first configuration, so that the broker's JVM has compiled its produce, fetch and transaction paths; repeated, up to 3 rounds, until the broker's JIT compilers use less than 15% of its CPU, where the suite sees its threads (--warmup=false to skip)")
 	fs.BoolVar(&c.atPeerPace, "at-kstreams-pace", true, "give each exactly-once configuration of onceflow a second latency phase at the rate its Kafka Streams peer was paced at in the same round, so their p99s also compare at equal load (no effect with --latency-rate or without kstreams)")
+	fs.BoolVar(&c.atOnceflowPace, "rawpipe-at-onceflow-pace", true, "give the raw pipe, which runs after the systems of its value size in each round, one more latency phase per exactly-once configuration of onceflow of that size, at the rate that configuration was paced at in the same round: what the broker and the host add to a record at that load, with no commit to wait for (no effect with --latency-rate or without onceflow)")
 	fs.BoolVar(&c.writeBack, "write-back", true, "on Linux, before each measured phase, write the host's dirty pages to disk (sync) and wait for it, so that a phase does not pay for what earlier phases wrote: Linux writes a dirty page back about 30 s after it was written, into the next phases (--write-back=false to skip)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

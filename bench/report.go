@@ -84,8 +84,31 @@ type Result struct {
 	KStreamsPaceRate  num `json:"kstreams_pace_rate,omitzero"`
 	P50AtKStreamsPace num `json:"p50_ms_at_kstreams_pace,omitzero"`
 	P99AtKStreamsPace num `json:"p99_ms_at_kstreams_pace,omitzero"`
+	// AtOnceflowPace are the raw pipe's latency phases at the pace of each
+	// exactly-once configuration of onceflow of its value size
+	// (--rawpipe-at-onceflow-pace); absent for the other systems.
+	AtOnceflowPace []PaceFloor `json:"at_onceflow_pace,omitempty"`
 	// Rounds are the repeats one by one, in the order they ran.
 	Rounds []Round `json:"rounds,omitempty"`
+}
+
+// PaceFloor is the raw pipe's latency at the pace of one exactly-once
+// configuration of onceflow (workload and interval; same value size):
+// medians over the rounds, and the rounds' own figures.
+type PaceFloor struct {
+	Workload         string       `json:"workload"`
+	CommitIntervalMS int64        `json:"commit_interval_ms"`
+	LatencyRate      num          `json:"latency_rate"`
+	P50MS            num          `json:"p50_ms"`
+	P99MS            num          `json:"p99_ms"`
+	Rounds           []FloorRound `json:"rounds"`
+}
+
+// FloorRound is one round of a PaceFloor.
+type FloorRound struct {
+	Repeat      int `json:"repeat"`
+	LatencyRate num `json:"latency_rate"`
+	P99MS       num `json:"p99_ms"`
 }
 
 // Round is one repeat of a configuration. The suite runs round r of every
@@ -171,7 +194,45 @@ func summarize(rc runConfig, n int, samples []sample) Result {
 		}
 		r.Rounds = append(r.Rounds, rd)
 	}
+	r.AtOnceflowPace = summarizeFloors(samples)
 	return r
+}
+
+// summarizeFloors groups the raw pipe's phases at onceflow's paces by the
+// configuration they were paced after, in the order they first ran, and
+// takes the median of each figure over the rounds that had one.
+func summarizeFloors(samples []sample) []PaceFloor {
+	var order []runConfig
+	byOf := map[runConfig][]floorPhase{}
+	rounds := map[runConfig][]FloorRound{}
+	for _, s := range samples {
+		for _, fl := range s.floors {
+			if _, seen := byOf[fl.of]; !seen {
+				order = append(order, fl.of)
+			}
+			byOf[fl.of] = append(byOf[fl.of], fl)
+			rounds[fl.of] = append(rounds[fl.of], FloorRound{Repeat: s.repeat, LatencyRate: num(fl.rate), P99MS: num(fl.p99)})
+		}
+	}
+	var out []PaceFloor
+	for _, of := range order {
+		fls := byOf[of]
+		med := func(get func(floorPhase) float64) num {
+			xs := make([]float64, len(fls))
+			for i, fl := range fls {
+				xs[i] = get(fl)
+			}
+			return num(median(xs))
+		}
+		out = append(out, PaceFloor{
+			Workload: of.Workload, CommitIntervalMS: of.IntervalMS,
+			LatencyRate: med(func(fl floorPhase) float64 { return fl.rate }),
+			P50MS:       med(func(fl floorPhase) float64 { return fl.p50 }),
+			P99MS:       med(func(fl floorPhase) float64 { return fl.p99 }),
+			Rounds:      rounds[of],
+		})
+	}
+	return out
 }
 
 // roundRatios is, for every round both a and b completed, the ratio of
@@ -512,8 +573,11 @@ func renderGoals(b *strings.Builder, results []Result, equalLoad bool) {
 // renderLatencyFloor sets the latency goal beside what the host adds at
 // the pace of the latency phase: the raw pipe commits nothing, so its p99
 // there is the broker's and the host's share of a record's latency, before
-// any engine waits for a commit.
+// any engine waits for a commit. Where the raw pipe was also paced at
+// onceflow's paces (floorTargets), a table sets each of those beside
+// onceflow's p99 and Kafka Streams'.
 func renderLatencyFloor(b *strings.Builder, results []Result) {
+	w := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
 	for _, p := range results {
 		if p.System != sysRawpipe || math.IsNaN(float64(p.P99MS)) {
 			continue
@@ -522,8 +586,32 @@ func renderLatencyFloor(b *strings.Builder, results []Result) {
 		if ps := roundP99s(p); len(ps) > 0 {
 			rounds = " (rounds: " + joinFloats(ps, 1) + ")"
 		}
-		fmt.Fprintf(b, "\nFor scale: the raw pipe (%s values) commits nothing; paced at %s records/s it had a p99 of %s ms%s. Under exactly-once a record takes what the pipe takes and also waits for its transaction's commit (up to the interval, then the commit itself), so at a similar pace the pipe's p99 is a floor under the exactly-once p99, and the wait for a commit comes on top of it.\n",
+		w("\nFor scale: the raw pipe (%s values) commits nothing; paced at %s records/s it had a p99 of %s ms%s. Under exactly-once a record takes what the pipe takes and also waits for its transaction's commit (up to the interval, then the commit itself), so at a similar pace the pipe's p99 is a floor under the exactly-once p99, and the wait for a commit comes on top of it.\n",
 			sizeLabel(p.ValueBytes), f(p.LatencyRate, 0), f(p.P99MS, 1), rounds)
+		if len(p.AtOnceflowPace) == 0 {
+			continue
+		}
+		w("\nThe raw pipe (%s values) was also paced at the pace of each exactly-once configuration of onceflow, in the same round. *Above the interval* is a p99 less the commit interval: the part of it that is not the wait for the next commit.\n\n", sizeLabel(p.ValueBytes))
+		w("| workload | commit | onceflow pace records/s | raw pipe p50 ms | raw pipe p99 ms (rounds) | onceflow p99 ms | above the interval | Kafka Streams pace records/s | Kafka Streams p99 ms | above the interval |\n")
+		w("|---|---|---:|---:|---|---:|---:|---:|---:|---:|\n")
+		for _, fl := range p.AtOnceflowPace {
+			rc := runConfig{System: sysOnceflow, Workload: fl.Workload, Guarantee: gExactlyOnce, IntervalMS: fl.CommitIntervalMS, ValueBytes: p.ValueBytes}
+			ps := make([]float64, len(fl.Rounds))
+			for i, r := range fl.Rounds {
+				ps[i] = float64(r.P99MS)
+			}
+			oP99, oAbove := "-", "-"
+			if o, ok := find(results, rc); ok {
+				oP99, oAbove = f(o.P99MS, 1), f(o.P99MS-num(fl.CommitIntervalMS), 1)
+			}
+			rc.System = sysKStreams
+			kPace, kP99, kAbove := "-", "-", "-"
+			if k, ok := find(results, rc); ok {
+				kPace, kP99, kAbove = f(k.LatencyRate, 0), f(k.P99MS, 1), f(k.P99MS-num(fl.CommitIntervalMS), 1)
+			}
+			w("| %s | %s | %s | %s | %s (%s) | %s | %s | %s | %s | %s |\n", fl.Workload, intervalLabel(fl.CommitIntervalMS),
+				f(fl.LatencyRate, 0), f(fl.P50MS, 1), f(fl.P99MS, 1), joinFloats(ps, 1), oP99, oAbove, kPace, kP99, kAbove)
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -46,17 +47,16 @@ func (rc runConfig) rateKeys() []string {
 	return []string{fmt.Sprintf("%s/%s/%d", k, rc.Guarantee, rc.IntervalMS), k + "/" + rc.Guarantee, k}
 }
 
-// configurations lists what the flags select: per value size the raw pipe
-// first, then per workload and interval every guarantee of Kafka Streams
-// (which has no at-most-once) and onceflow. Kafka Streams comes first so
-// that onceflow's configuration after it can also be timed at the pace
-// Kafka Streams was timed at in the same round (see peerRate).
+// configurations lists what the flags select: per value size, per
+// workload and interval every guarantee of Kafka Streams (which has no
+// at-most-once) and onceflow, then the raw pipe. Kafka Streams comes first
+// so that onceflow's configuration after it can also be timed at the pace
+// Kafka Streams was timed at in the same round (see peerRate), and the raw
+// pipe last so that it can be timed at the pace of each of onceflow's
+// exactly-once configurations of the round (see floorTargets).
 func configurations(c *suiteConfig) []runConfig {
 	var out []runConfig
 	for _, vb := range c.valueBytes {
-		if slices.Contains(c.systems, sysRawpipe) {
-			out = append(out, runConfig{System: sysRawpipe, Workload: wlCopy, Guarantee: gNone, ValueBytes: vb})
-		}
 		for _, wl := range c.workloads {
 			for _, iv := range c.intervals {
 				for _, g := range c.guarantees {
@@ -71,6 +71,9 @@ func configurations(c *suiteConfig) []runConfig {
 					}
 				}
 			}
+		}
+		if slices.Contains(c.systems, sysRawpipe) {
+			out = append(out, runConfig{System: sysRawpipe, Workload: wlCopy, Guarantee: gNone, ValueBytes: vb})
 		}
 	}
 	return out
@@ -110,7 +113,8 @@ type suite struct {
 	notes      []string
 	rates      map[string]float64 // measured records/s by rateKey
 	// paces are the latency phase rates of the Kafka Streams
-	// configurations, each with the round it was measured in.
+	// configurations and of onceflow's exactly-once ones, each with the
+	// round it was measured in.
 	paces   map[runConfig]roundPace
 	results []Result
 	started time.Time
@@ -327,19 +331,22 @@ func (s *suite) runRounds(ctx context.Context, configs []runConfig) error {
 func (s *suite) runRepeat(ctx context.Context, i, total int, rc runConfig, rep, n int) (sample, bool) {
 	tag := fmt.Sprintf("[%d/%d] %s (repeat %d/%d, N=%d)", i, total, rc, rep, s.cfg.repeat, n)
 	s.logf("%s: start", tag)
-	sm, err := s.runOnce(ctx, rc, n, tag, s.peerRate(rc, rep))
+	sm, err := s.runOnce(ctx, rc, n, tag, s.peerRate(rc, rep), s.floorTargets(rc, rep))
 	if err != nil {
 		s.logf("%s: FAILED: %v", tag, err)
 		s.notes = append(s.notes, fmt.Sprintf("%s, repeat %d failed: %v", rc, rep, err))
 		return sm, false
 	}
-	if rc.System == sysKStreams {
+	if rc.System == sysKStreams || rc.System == sysOnceflow && rc.Guarantee == gExactlyOnce {
 		s.paces[rc] = roundPace{repeat: rep, rate: sm.lat.rate}
 	}
 	s.logf("%s: %.0f records/s over %.1fs (startup %.1fs); latency p50 %.1f p99 %.1f max %.1f ms at %.0f/s; cpu %.1fs (broker %.1fs, reader %.1fs), rss %.0f MiB",
 		tag, sm.rps, sm.seconds, sm.startup, sm.lat.p50, sm.lat.p99, sm.lat.max, sm.lat.rate, sm.cpu, sm.brokerCPU, sm.harnessCPU, sm.rss)
 	if sm.peer.rate > 0 {
 		s.logf("%s: at Kafka Streams' pace, %.0f/s: latency p50 %.1f p99 %.1f max %.1f ms", tag, sm.peer.rate, sm.peer.p50, sm.peer.p99, sm.peer.max)
+	}
+	for _, fl := range sm.floors {
+		s.logf("%s: at the pace of %s, %.0f/s: latency p50 %.1f p99 %.1f max %.1f ms", tag, fl.of, fl.rate, fl.p50, fl.p99, fl.max)
 	}
 	return sm, true
 }
@@ -369,6 +376,38 @@ func (s *suite) peerRate(rc runConfig, rep int) float64 {
 		return p.rate
 	}
 	return 0
+}
+
+// floorTarget is one more latency phase of the raw pipe: at the pace the
+// exactly-once configuration of onceflow "of" ran at.
+type floorTarget struct {
+	of   runConfig
+	rate float64
+}
+
+// floorTargets are the raw pipe's latency phases beyond its own
+// (--rawpipe-at-onceflow-pace): one per exactly-once configuration of
+// onceflow of its value size that ran in the same round, at that
+// configuration's pace, by workload and then interval. The raw pipe
+// commits nothing, so its p99 at that pace is what the broker and the
+// host add to a record at that load before any commit: onceflow's
+// exactly-once configurations are paced at 7 to 13 times Kafka Streams'
+// rate on the same two cores, and this tells how much of their p99 the
+// load alone accounts for.
+func (s *suite) floorTargets(rc runConfig, rep int) []floorTarget {
+	if !s.cfg.atOnceflowPace || s.cfg.latencyRate > 0 || rc.System != sysRawpipe {
+		return nil
+	}
+	var ts []floorTarget
+	for c, p := range s.paces {
+		if c.System == sysOnceflow && c.Guarantee == gExactlyOnce && c.ValueBytes == rc.ValueBytes && p.repeat == rep && p.rate > 0 {
+			ts = append(ts, floorTarget{of: c, rate: p.rate})
+		}
+	}
+	slices.SortFunc(ts, func(a, b floorTarget) int {
+		return cmp.Or(cmp.Compare(a.of.Workload, b.of.Workload), cmp.Compare(a.of.IntervalMS, b.of.IntervalMS))
+	})
+	return ts
 }
 
 // The warm-up repeats until the broker's JIT compilers used less than
@@ -406,7 +445,7 @@ func (s *suite) warmUp(ctx context.Context) {
 				IntervalMS: slices.Min(s.cfg.intervals).Milliseconds(), ValueBytes: 100}
 			tag := fmt.Sprintf("warm-up %d: %s, unmeasured", round, rc)
 			s.logf("%s: start", tag)
-			if _, err := s.runOnce(ctx, rc, s.records(rc), tag, 0); err != nil {
+			if _, err := s.runOnce(ctx, rc, s.records(rc), tag, 0, nil); err != nil {
 				s.logf("%s: FAILED (the first configurations may measure a cold broker): %v", tag, err)
 				return
 			}
@@ -468,6 +507,15 @@ type sample struct {
 	// peer is the second latency phase, at the pace of the Kafka Streams
 	// peer (peerRate); rate 0 when there was none.
 	peer phase
+	// floors are the raw pipe's phases at onceflow's paces (floorTargets).
+	floors []floorPhase
+}
+
+// floorPhase is a latency phase of the raw pipe at the pace of onceflow's
+// configuration "of".
+type floorPhase struct {
+	of runConfig
+	phase
 }
 
 // phase is what one latency phase measured.
@@ -485,9 +533,10 @@ type phase struct {
 
 // runOnce runs one repeat: fresh topics, pre-loaded input, the system as a
 // child process measured until a read_committed reader saw all N results,
-// then the paced latency phase, and a second one at peerRate records/s
-// unless that is 0; then everything it made is deleted.
-func (s *suite) runOnce(ctx context.Context, rc runConfig, n int, tag string, peerRate float64) (sm sample, err error) {
+// then the paced latency phase, a second one at peerRate records/s unless
+// that is 0, and one at each of floors; then everything it made is
+// deleted.
+func (s *suite) runOnce(ctx context.Context, rc runConfig, n int, tag string, peerRate float64, floors []floorTarget) (sm sample, err error) {
 	s.seq++
 	base := fmt.Sprintf("bench-%s-%03d-%s", s.runID, s.seq, rc.slug())
 	in, out, app := base+"-in", base+"-out", base+"-app"
@@ -582,10 +631,23 @@ func (s *suite) runOnce(ctx context.Context, rc runConfig, n int, tag string, pe
 	if sm.lat, err = s.latencyPhase(ctx, rr, ch, in, rc, rate, n, tag+": latency phase"); err != nil {
 		return sm, err
 	}
+	next := n + sm.lat.records // the next phase's first input record
 	if peerRate > 0 {
-		if sm.peer, err = s.latencyPhase(ctx, rr, ch, in, rc, peerRate, n+sm.lat.records, tag+": latency phase at Kafka Streams' pace"); err != nil {
+		if sm.peer, err = s.latencyPhase(ctx, rr, ch, in, rc, peerRate, next, tag+": latency phase at Kafka Streams' pace"); err != nil {
 			return sm, err
 		}
+		next += sm.peer.records
+	}
+	for _, t := range floors {
+		ph, err := s.latencyPhase(ctx, rr, ch, in, rc, t.rate, next, fmt.Sprintf("%s: latency phase at the pace of %s", tag, t.of))
+		if err != nil {
+			return sm, err
+		}
+		if math.IsNaN(ph.p50) {
+			return sm, fmt.Errorf("the latency phase at the pace of %s produced no samples", t.of)
+		}
+		sm.floors = append(sm.floors, floorPhase{of: t.of, phase: ph})
+		next += ph.records
 	}
 
 	u, stopErr := ch.stop(45 * time.Second)
