@@ -134,13 +134,7 @@ func (r Result) config() runConfig {
 
 // summarize takes the median of each figure over the samples.
 func summarize(rc runConfig, n int, samples []sample) Result {
-	pick := func(f func(sample) float64) num {
-		xs := make([]float64, len(samples))
-		for i, s := range samples {
-			xs[i] = f(s)
-		}
-		return num(median(xs))
-	}
+	pick := func(f func(sample) float64) num { return medianBy(samples, f) }
 	rps := make([]float64, len(samples))
 	lat := make([]float64, len(samples))
 	for i, s := range samples {
@@ -202,37 +196,44 @@ func summarize(rc runConfig, n int, samples []sample) Result {
 // configuration they were paced after, in the order they first ran, and
 // takes the median of each figure over the rounds that had one.
 func summarizeFloors(samples []sample) []PaceFloor {
+	type roundFloor struct {
+		repeat int
+		floorPhase
+	}
 	var order []runConfig
-	byOf := map[runConfig][]floorPhase{}
-	rounds := map[runConfig][]FloorRound{}
+	byOf := map[runConfig][]roundFloor{}
 	for _, s := range samples {
 		for _, fl := range s.floors {
 			if _, seen := byOf[fl.of]; !seen {
 				order = append(order, fl.of)
 			}
-			byOf[fl.of] = append(byOf[fl.of], fl)
-			rounds[fl.of] = append(rounds[fl.of], FloorRound{Repeat: s.repeat, LatencyRate: num(fl.rate), P99MS: num(fl.p99)})
+			byOf[fl.of] = append(byOf[fl.of], roundFloor{s.repeat, fl})
 		}
 	}
 	var out []PaceFloor
 	for _, of := range order {
-		fls := byOf[of]
-		med := func(get func(floorPhase) float64) num {
-			xs := make([]float64, len(fls))
-			for i, fl := range fls {
-				xs[i] = get(fl)
-			}
-			return num(median(xs))
-		}
-		out = append(out, PaceFloor{
+		rfs := byOf[of]
+		pf := PaceFloor{
 			Workload: of.Workload, CommitIntervalMS: of.IntervalMS,
-			LatencyRate: med(func(fl floorPhase) float64 { return fl.rate }),
-			P50MS:       med(func(fl floorPhase) float64 { return fl.p50 }),
-			P99MS:       med(func(fl floorPhase) float64 { return fl.p99 }),
-			Rounds:      rounds[of],
-		})
+			LatencyRate: medianBy(rfs, func(rf roundFloor) float64 { return rf.rate }),
+			P50MS:       medianBy(rfs, func(rf roundFloor) float64 { return rf.p50 }),
+			P99MS:       medianBy(rfs, func(rf roundFloor) float64 { return rf.p99 }),
+		}
+		for _, rf := range rfs {
+			pf.Rounds = append(pf.Rounds, FloorRound{Repeat: rf.repeat, LatencyRate: num(rf.rate), P99MS: num(rf.p99)})
+		}
+		out = append(out, pf)
 	}
 	return out
+}
+
+// medianBy is the median of get over xs, NaNs left out (median).
+func medianBy[T any](xs []T, get func(T) float64) num {
+	vs := make([]float64, len(xs))
+	for i, x := range xs {
+		vs[i] = get(x)
+	}
+	return num(median(vs))
 }
 
 // roundRatios is, for every round both a and b completed, the ratio of
