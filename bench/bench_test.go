@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -174,14 +175,8 @@ func TestPaceFloors(t *testing.T) {
 		{Workload: wlWordcount, CommitIntervalMS: 10, LatencyRate: 310_000, P50MS: 10, P99MS: 22,
 			Rounds: []FloorRound{{1, 300_000, 20}, {3, 320_000, 24}}},
 	}
-	if len(raw.AtOnceflowPace) != len(want) {
-		t.Fatalf("floors = %+v, want %+v", raw.AtOnceflowPace, want)
-	}
-	for i := range want {
-		g, w := raw.AtOnceflowPace[i], want[i]
-		if g.Workload != w.Workload || g.CommitIntervalMS != w.CommitIntervalMS || g.LatencyRate != w.LatencyRate || g.P50MS != w.P50MS || g.P99MS != w.P99MS || !slices.Equal(g.Rounds, w.Rounds) {
-			t.Errorf("floor %d = %+v, want %+v", i, g, w)
-		}
+	if !reflect.DeepEqual(raw.AtOnceflowPace, want) {
+		t.Errorf("floors = %+v, want %+v", raw.AtOnceflowPace, want)
 	}
 	b, err := json.Marshal(raw)
 	if err != nil {

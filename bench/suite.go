@@ -391,7 +391,7 @@ type floorTarget struct {
 // configuration's pace, by workload and then interval. The raw pipe
 // commits nothing, so its p99 at that pace is what the broker and the
 // host add to a record at that load before any commit: onceflow's
-// exactly-once configurations are paced at 7 to 13 times Kafka Streams'
+// exactly-once configurations are paced at 6 to 14 times Kafka Streams'
 // rate on the same two cores, and this tells how much of their p99 the
 // load alone accounts for.
 func (s *suite) floorTargets(rc runConfig, rep int) []floorTarget {
