@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"math"
@@ -22,6 +23,9 @@ type child struct {
 	exited  chan struct{} // closed when the child exited; then exitErr is set
 	exitErr error
 	logf    *os.File
+	// commits answers for an onceflow processor started with --control;
+	// nil for the other systems.
+	commits *commitReporter
 }
 
 // shortArgv is argv for a log's first line: absolute paths (the binary in
@@ -38,8 +42,10 @@ func shortArgv(argv []string) []string {
 	return out
 }
 
-// startChild starts argv, logging its stdout and stderr to logPath.
-func startChild(name, logPath string, argv []string) (*child, error) {
+// startChild starts argv, logging its stdout and stderr to logPath. With
+// control, the child is an onceflow processor started with --control: its
+// stdin and fd 3 carry commitReporter's questions and answers.
+func startChild(name, logPath string, argv []string, control bool) (*child, error) {
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
@@ -50,9 +56,32 @@ func startChild(name, logPath string, argv []string) (*child, error) {
 	cmd.SysProcAttr = childSysProcAttr()
 	fmt.Fprintf(logf, "# %s\n", strings.Join(shortArgv(argv), " "))
 	c := &child{name: name, cmd: cmd, exited: make(chan struct{}), logf: logf}
+	var answers *os.File // the child's end of fd 3, closed here once it started
+	if control {
+		in, err := cmd.StdinPipe()
+		if err != nil {
+			logf.Close()
+			return nil, fmt.Errorf("start %s: %w", name, err)
+		}
+		out, w, err := os.Pipe()
+		if err != nil {
+			logf.Close()
+			return nil, fmt.Errorf("start %s: %w", name, err)
+		}
+		cmd.ExtraFiles = []*os.File{w}
+		answers = w
+		c.commits = &commitReporter{in: in, out: out, rd: bufio.NewReader(out)}
+	}
 	c.started = time.Now()
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	if answers != nil {
+		answers.Close()
+	}
+	if err != nil {
 		logf.Close()
+		if c.commits != nil {
+			c.commits.close()
+		}
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	go func() {
@@ -80,6 +109,7 @@ type usage struct {
 // reported as an error, with the usage still filled in.
 func (c *child) stop(grace time.Duration) (usage, error) {
 	defer c.logf.Close()
+	defer c.closeCommits()
 	var stopErr error
 	peak := procPeakRSSMiB(c.cmd.Process.Pid) // before it exits
 	select {
@@ -119,4 +149,11 @@ func (c *child) kill() {
 		<-c.exited
 	}
 	c.logf.Close()
+	c.closeCommits()
+}
+
+func (c *child) closeCommits() {
+	if c.commits != nil {
+		c.commits.close()
+	}
 }

@@ -37,6 +37,7 @@ func processorCmd(ctx context.Context, args []string) error {
 	fs.StringVar(&cpuprofile, "cpuprofile", "", "") // hidden: write a CPU profile of the whole run
 	fs.StringVar(&memprofile, "memprofile", "", "") // hidden: write an allocation profile at exit
 	reqTimes := fs.Bool("request-times", false, "") // hidden: print each request kind's round-trip times at exit
+	control := fs.Bool("control", false, "")        // hidden: answer the suite's mark and report lines on stdin on fd 3 (commitReporter)
 	workers := fs.Int("workers", 1, "processing threads (processor.Workers)")
 	var markerWait optDuration
 	fs.Var(&markerWait, "marker-wait", "processor.MarkerWait (default: the processor's own)")
@@ -101,6 +102,9 @@ func processorCmd(ctx context.Context, args []string) error {
 			f.Close()
 		}()
 	}
+	if *control {
+		go serveCommitReports(os.Stdin, os.NewFile(3, "control"), p.Stats, interval)
+	}
 	fmt.Println("READY")
 	start := time.Now()
 	err = p.Run(ctx)
@@ -112,9 +116,10 @@ func processorCmd(ctx context.Context, args []string) error {
 		}
 	}
 	perCommit := func(d time.Duration) float64 { return ms(d) / float64(max(st.Commits, 1)) }
-	fmt.Fprintf(os.Stderr, "processor: stopped after %s: processed=%d commits=%d aborts=%d commit_time=%s (%.0f%% of wall time, %.1f ms per commit, of which flushing %.1f ms) poll_time=%s (%.0f%%) err=%v\n",
+	fmt.Fprintf(os.Stderr, "processor: stopped after %s: processed=%d commits=%d aborts=%d commit_time=%s (%.0f%% of wall time, %.1f ms per commit, of which flushing %.1f ms; p99 %.1f ms, max %.1f ms) poll_time=%s (%.0f%%) err=%v\n",
 		wall.Round(time.Millisecond), st.Processed, st.Commits, st.Aborts, st.CommitTime.Round(time.Millisecond),
 		100*st.CommitTime.Seconds()/wall.Seconds(), perCommit(st.CommitTime), perCommit(st.FlushTime),
+		ms(st.CommitTimes.Quantile(0.99)), ms(st.MaxCommitTime),
 		st.PollTime.Round(time.Millisecond), 100*st.PollTime.Seconds()/wall.Seconds(), err)
 	if *reqTimes {
 		fmt.Fprintf(os.Stderr, "processor: requests:%s\n", rt.summary())

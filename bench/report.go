@@ -88,6 +88,9 @@ type Result struct {
 	// exactly-once configuration of onceflow of its value size
 	// (--rawpipe-at-onceflow-pace); absent for the other systems.
 	AtOnceflowPace []PaceFloor `json:"at_onceflow_pace,omitempty"`
+	// PacedCommits is how onceflow committed during the latency phase at
+	// its own pace; absent for the other systems.
+	PacedCommits *CommitSummary `json:"paced_commits,omitempty"`
 	// Rounds are the repeats one by one, in the order they ran.
 	Rounds []Round `json:"rounds,omitempty"`
 }
@@ -102,6 +105,47 @@ type PaceFloor struct {
 	P50MS            num          `json:"p50_ms"`
 	P99MS            num          `json:"p99_ms"`
 	Rounds           []FloorRound `json:"rounds"`
+}
+
+// CommitSummary is onceflow's commits during a latency phase, medians over
+// the rounds: commits per second; their mean duration and the part of it
+// spent flushing; their p50, p99 and longest (bucket bounds of the
+// processor's Stats.CommitTimes, at most 19% above the true value); and
+// the share that took longer than the commit interval, in percent. A
+// commit of a transaction ends at most one commit interval plus its own
+// duration after a record entered it, so a long commit is a late record.
+type CommitSummary struct {
+	PerSecond num `json:"per_s"`
+	MeanMS    num `json:"mean_ms"`
+	FlushMS   num `json:"flush_ms"`
+	P50MS     num `json:"p50_ms"`
+	P99MS     num `json:"p99_ms"`
+	MaxMS     num `json:"max_ms"`
+	OverPct   num `json:"over_interval_pct"`
+}
+
+// summarizeCommits is the CommitSummary of the samples' latency phases at
+// their own pace, or nil when none has a commit report.
+func summarizeCommits(samples []sample) *CommitSummary {
+	var cps []commitPhase
+	for _, s := range samples {
+		if s.lat.commits.Commits > 0 {
+			cps = append(cps, s.lat.commits)
+		}
+	}
+	if len(cps) == 0 {
+		return nil
+	}
+	by := func(get func(commitPhase) float64) num { return medianBy(cps, get) }
+	return &CommitSummary{
+		PerSecond: by(func(c commitPhase) float64 { return c.PerSecond }),
+		MeanMS:    by(func(c commitPhase) float64 { return c.MeanMS }),
+		FlushMS:   by(func(c commitPhase) float64 { return c.FlushMS }),
+		P50MS:     by(func(c commitPhase) float64 { return c.P50MS }),
+		P99MS:     by(func(c commitPhase) float64 { return c.P99MS }),
+		MaxMS:     by(func(c commitPhase) float64 { return c.MaxMS }),
+		OverPct:   by(func(c commitPhase) float64 { return c.OverPct }),
+	}
 }
 
 // FloorRound is one round of a PaceFloor.
@@ -126,6 +170,11 @@ type Round struct {
 	// host's I/O stall during it; absent where there was none.
 	P99AtKStreamsPace       num `json:"p99_ms_at_kstreams_pace,omitzero"`
 	IOStallMSAtKStreamsPace num `json:"io_stall_ms_at_kstreams_pace,omitzero"`
+	// CommitP99MS and CommitMaxMS are the p99 and the longest of
+	// onceflow's commits in the round's latency phase (CommitSummary);
+	// absent for the other systems.
+	CommitP99MS num `json:"commit_p99_ms,omitzero"`
+	CommitMaxMS num `json:"commit_max_ms,omitzero"`
 }
 
 func (r Result) config() runConfig {
@@ -186,9 +235,13 @@ func summarize(rc runConfig, n int, samples []sample) Result {
 		if s.peer.rate > 0 {
 			rd.P99AtKStreamsPace, rd.IOStallMSAtKStreamsPace = num(s.peer.p99), num(s.peer.ioStall)
 		}
+		if c := s.lat.commits; c.Commits > 0 {
+			rd.CommitP99MS, rd.CommitMaxMS = num(c.P99MS), num(c.MaxMS)
+		}
 		r.Rounds = append(r.Rounds, rd)
 	}
 	r.AtOnceflowPace = summarizeFloors(samples)
+	r.PacedCommits = summarizeCommits(samples)
 	return r
 }
 
@@ -474,6 +527,7 @@ func renderMarkdown(meta reportMeta, results []Result) string {
 		w("(no pair measured)\n")
 	}
 	renderGoals(&b, results, meta.LatencyRate > 0)
+	renderCommits(&b, results)
 	return b.String()
 }
 
@@ -569,6 +623,35 @@ func renderGoals(b *strings.Builder, results []Result, equalLoad bool) {
 		return
 	}
 	renderLatencyFloor(b, results)
+}
+
+// renderCommits tabulates onceflow's commits during each latency phase at
+// its own pace beside that phase's p99: a record waits for its
+// transaction's commit, so the slowest commits show in the p99.
+func renderCommits(b *strings.Builder, results []Result) {
+	w := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
+	header := false
+	for _, r := range results {
+		c := r.PacedCommits
+		if r.System != sysOnceflow || c == nil {
+			continue
+		}
+		if !header {
+			w("\n## onceflow's commits while paced\n\n")
+			w("onceflow's commits during the latency phase at its own pace (from the processor's `Stats.CommitTimes`; p50, p99 and max are bucket bounds, at most 19%% high; medians over the rounds). A record that enters a transaction waits for the rest of the interval and then for the commit, so a commit that takes several intervals shows in the p99 of every record it held.\n\n")
+			w("| workload | guarantee | commit | size | commits/s | mean ms (flushing) | p50 ms | p99 ms (rounds) | max ms (rounds) | longer than the interval | latency p99 ms |\n")
+			w("|---|---|---|---|---:|---:|---:|---|---|---:|---:|\n")
+			header = true
+		}
+		var p99s, maxs []float64
+		for _, rd := range r.Rounds {
+			if rd.CommitP99MS != 0 {
+				p99s, maxs = append(p99s, float64(rd.CommitP99MS)), append(maxs, float64(rd.CommitMaxMS))
+			}
+		}
+		w("| %s | %s | %s | %s | %s | %s (%s) | %s | %s (%s) | %s (%s) | %s%% | %s |\n", r.Workload, r.Guarantee, intervalLabel(r.CommitIntervalMS), sizeLabel(r.ValueBytes),
+			f(c.PerSecond, 1), f(c.MeanMS, 1), f(c.FlushMS, 1), f(c.P50MS, 1), f(c.P99MS, 1), joinFloats(p99s, 1), f(c.MaxMS, 1), joinFloats(maxs, 1), f(c.OverPct, 1), f(r.P99MS, 1))
+	}
 }
 
 // renderLatencyFloor sets the latency goal beside what the host adds at

@@ -120,7 +120,7 @@ func stateCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	defer rr.close()
-	ch, err := startChild("processor", filepath.Join(*out, "state-processor.log"), stateProcessorArgv(exe, *brokers, in, outTopic, app, dirA))
+	ch, err := startChild("processor", filepath.Join(*out, "state-processor.log"), stateProcessorArgv(exe, *brokers, in, outTopic, app, dirA), false)
 	if err != nil {
 		return err
 	}
@@ -326,7 +326,7 @@ func measureRestoreRSS(ctx context.Context, exe, logPath, brokers, in, out, app 
 		return 0, fmt.Errorf("restore RSS: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	ch, err := startChild("restoring processor", logPath, append(stateProcessorArgv(exe, brokers, in, out, app, dir), "--log-level", "info"))
+	ch, err := startChild("restoring processor", logPath, append(stateProcessorArgv(exe, brokers, in, out, app, dir), "--log-level", "info"), false)
 	if err != nil {
 		return 0, err
 	}

@@ -529,6 +529,10 @@ type phase struct {
 	// (ioStallSeconds), in milliseconds; NaN when unknown.
 	ioStall    float64
 	n, records int // results timed, input records produced
+	// commits is how onceflow committed during the phase (from the mark
+	// before the paced producer started until its last result); zero for
+	// the other systems.
+	commits commitPhase
 }
 
 // runOnce runs one repeat: fresh topics, pre-loaded input, the system as a
@@ -572,7 +576,7 @@ func (s *suite) runOnce(ctx context.Context, rc runConfig, n int, tag string, pe
 		argv = []string{s.binary, "processor", "--workload", rc.Workload, "--guarantee", rc.Guarantee,
 			"--commit-interval", (time.Duration(rc.IntervalMS) * time.Millisecond).String(),
 			"--brokers", s.brokers, "--input", in, "--output", out, "--app-id", app,
-			"--instance-id", "bench-0", "--state-dir", stateDir, "--workers", strconv.Itoa(s.cfg.threads)}
+			"--instance-id", "bench-0", "--state-dir", stateDir, "--workers", strconv.Itoa(s.cfg.threads), "--control"}
 		argv = append(argv, markerWaitArgs(s.cfg.markerWait)...)
 		// Debugging aids, off by default: a CPU profile of the processor
 		// and its log level (debug, info, warn), an allocation profile, and
@@ -598,7 +602,7 @@ func (s *suite) runOnce(ctx context.Context, rc runConfig, n int, tag string, pe
 	// The throughput phase's CPU time of the broker and of this process
 	// counts from the child's start.
 	broker0, harness0 := s.brokerCPUSeconds(), selfCPUSeconds()
-	ch, err := startChild(rc.System, filepath.Join(s.logDir, base+".log"), argv)
+	ch, err := startChild(rc.System, filepath.Join(s.logDir, base+".log"), argv, rc.System == sysOnceflow)
 	if err != nil {
 		return sm, err
 	}
@@ -678,6 +682,11 @@ func (s *suite) latencyPhase(ctx context.Context, rr *resultReader, ch *child, i
 	mark := time.Now()
 	paced0 := []float64{ch.cpuSeconds(), s.brokerCPUSeconds(), selfCPUSeconds()}
 	io0 := ioStallSeconds()
+	if ch.commits != nil {
+		if err := ch.commits.mark(); err != nil {
+			return ph, fmt.Errorf("%s: %w", tag, err)
+		}
+	}
 	rr.startLatency(mark)
 	s.logf("%s: %.0f records/s for %v", tag, rate, s.cfg.latencyDur)
 	m, err := pacedProduce(ctx, s.seeds, in, rate, s.cfg.latencyDur, first, s.cfg.keys, rc.ValueBytes)
@@ -692,6 +701,11 @@ func (s *suite) latencyPhase(ctx context.Context, rr *resultReader, ch *child, i
 		return ph, err
 	}
 	ph.n, ph.p50, ph.p99, ph.max = rr.latencySummary()
+	if ch.commits != nil {
+		if ph.commits, err = ch.commits.report(); err != nil {
+			return ph, fmt.Errorf("%s: %w", tag, err)
+		}
+	}
 	pacedWall, paced1 := time.Since(mark), []float64{ch.cpuSeconds(), s.brokerCPUSeconds(), selfCPUSeconds()}
 	ph.busy = busyCores(pacedWall, paced0, paced1)
 	ph.ioStall = cpuSince(ioStallSeconds(), io0) * 1000
@@ -701,6 +715,10 @@ func (s *suite) latencyPhase(ctx context.Context, rr *resultReader, ch *child, i
 	}
 	s.logf("%s: kept %.2f cores busy over %.1fs (system %.1fs, broker %.1fs%s, suite %.1fs of CPU); the host stalled on I/O for %.1f ms", tag, ph.busy, pacedWall.Seconds(),
 		cpuSince(paced1[0], paced0[0]), cpuSince(paced1[1], paced0[1]), jit, cpuSince(paced1[2], paced0[2]), ph.ioStall)
+	if c := ph.commits; c.Commits > 0 {
+		s.logf("%s: %d commits (%.1f/s): mean %.1f ms (flushing %.1f), p50 %.1f, p99 %.1f, max %.1f; %.1f%% longer than the interval", tag,
+			c.Commits, c.PerSecond, c.MeanMS, c.FlushMS, c.P50MS, c.P99MS, c.MaxMS, c.OverPct)
+	}
 	return ph, nil
 }
 

@@ -52,11 +52,20 @@ type Stats struct {
 	// process. Wall time minus PollTime minus CommitTime is what processing
 	// (and restores) took.
 	PollTime time.Duration
+	// CommitTimes is the distribution of the durations summed in
+	// CommitTime, one per commit (or abort): its Quantile(0.99) is how
+	// long the slowest commits take, which an average hides. Kafka
+	// Streams' commit-latency-avg is CommitTime over Commits.
+	CommitTimes Histogram
+	// MaxCommitTime is the longest of them (Kafka Streams'
+	// commit-latency-max).
+	MaxCommitTime time.Duration
 }
 
 type counters struct {
 	processed, skipped, deadLettered, commits, aborts atomic.Int64
 	commitNanos, flushNanos, pollNanos                atomic.Int64
+	commitTimes                                       histCounter
 }
 
 // New validates the options and returns a Processor for t. It reports every
@@ -83,14 +92,16 @@ func New(t *topology.Topology, opts ...Opt) (*Processor, error) {
 // Stats returns a snapshot of the running totals.
 func (p *Processor) Stats() Stats {
 	return Stats{
-		Processed:    p.stats.processed.Load(),
-		Skipped:      p.stats.skipped.Load(),
-		DeadLettered: p.stats.deadLettered.Load(),
-		Commits:      p.stats.commits.Load(),
-		Aborts:       p.stats.aborts.Load(),
-		CommitTime:   time.Duration(p.stats.commitNanos.Load()),
-		FlushTime:    time.Duration(p.stats.flushNanos.Load()),
-		PollTime:     time.Duration(p.stats.pollNanos.Load()),
+		Processed:     p.stats.processed.Load(),
+		Skipped:       p.stats.skipped.Load(),
+		DeadLettered:  p.stats.deadLettered.Load(),
+		Commits:       p.stats.commits.Load(),
+		Aborts:        p.stats.aborts.Load(),
+		CommitTime:    time.Duration(p.stats.commitNanos.Load()),
+		FlushTime:     time.Duration(p.stats.flushNanos.Load()),
+		PollTime:      time.Duration(p.stats.pollNanos.Load()),
+		CommitTimes:   p.stats.commitTimes.snapshot(),
+		MaxCommitTime: time.Duration(p.stats.commitTimes.max.Load()),
 	}
 }
 

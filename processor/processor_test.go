@@ -159,6 +159,15 @@ func TestCopyEachGuarantee(t *testing.T) {
 				st.Processed < int64(len(vals)) || (st.Aborts == 0 && st.Processed != int64(len(vals))) {
 				t.Fatalf("stats %+v: want Processed=%d (more only after an abort), some commits and their time, part of it flushing", st, len(vals))
 			}
+			// Every commit or abort is timed once: the histogram counts
+			// them all, and the longest is within the sum and inside the
+			// histogram's last nonempty bucket.
+			h := st.CommitTimes
+			if h.Count() < st.Commits+st.Aborts || st.MaxCommitTime <= 0 || st.MaxCommitTime > st.CommitTime ||
+				h.Quantile(1) < st.MaxCommitTime || float64(h.Quantile(1)) > 1.19*float64(st.MaxCommitTime)+float64(250*time.Microsecond) {
+				t.Fatalf("commit times: %d counted for %d commits and %d aborts, max %v (histogram's %v), sum %v",
+					h.Count(), st.Commits, st.Aborts, st.MaxCommitTime, h.Quantile(1), st.CommitTime)
+			}
 		})
 	}
 }

@@ -369,9 +369,12 @@ func (w *worker) flush(ctx context.Context) error {
 	return w.cl.Flush(ctx)
 }
 
-// timeCommit adds the time since began to Stats.CommitTime.
+// timeCommit adds the time since began to Stats.CommitTime and counts it
+// in Stats.CommitTimes.
 func (w *worker) timeCommit(began time.Time) {
-	w.p.stats.commitNanos.Add(int64(time.Since(began)))
+	d := time.Since(began)
+	w.p.stats.commitNanos.Add(int64(d))
+	w.p.stats.commitTimes.observe(d)
 }
 
 // closeClient closes the worker's client, waiting at most the session
