@@ -151,9 +151,9 @@ func TestPacedCommits(t *testing.T) {
 		return commitPhase{Commits: int64(perS * 10), PerSecond: perS, MeanMS: mean, FlushMS: flush, P50MS: p50, P99MS: p99, MaxMS: maxMS, OverPct: over}
 	}
 	r := summarize(rc, 1000, []sample{
-		{repeat: 1, rps: 1, lat: phase{rate: 1, p99: 85.8, commits: cp(60, 7, 4, 5.7, 38.1, 53.8, 20)}},
-		{repeat: 2, rps: 1, lat: phase{rate: 1, p99: 67.3}}, // no report this round
-		{repeat: 3, rps: 1, lat: phase{rate: 1, p99: 136.7, commits: cp(50, 9, 5, 6.7, 45.3, 90.5, 30)}},
+		{repeat: 1, rps: 1, lat: phase{rate: 1, p99: 85.8, commits: cp(60, 7, 4, 5.7, 38.1, 53.8, 20), gc: gcPauses{n: 9, totalMS: 120, max: 41.5}}},
+		{repeat: 2, rps: 1, lat: phase{rate: 1, p99: 67.3, gc: gcPauses{n: 8, totalMS: 100, max: 25}}}, // no commit report this round
+		{repeat: 3, rps: 1, lat: phase{rate: 1, p99: 136.7, commits: cp(50, 9, 5, 6.7, 45.3, 90.5, 30), gc: gcPauses{n: 10, totalMS: 150, max: 74.2}}},
 	})
 	want := &CommitSummary{PerSecond: 55, MeanMS: 8, FlushMS: 4.5, P50MS: 6.2, P99MS: 41.7, MaxMS: 72.15, OverPct: 25}
 	if !reflect.DeepEqual(r.PacedCommits, want) {
@@ -168,22 +168,34 @@ func TestPacedCommits(t *testing.T) {
 	}
 	for _, want := range []string{
 		`"paced_commits":{"per_s":55,"mean_ms":8,"flush_ms":4.5,"p50_ms":6.2,"p99_ms":41.7,"max_ms":72.15,"over_interval_pct":25}`,
-		`{"repeat":1,"records_per_sec":1,"p99_ms":85.8,"paced_io_stall_ms":0,"commit_p99_ms":38.1,"commit_max_ms":53.8}`,
-		`{"repeat":2,"records_per_sec":1,"p99_ms":67.3,"paced_io_stall_ms":0}`,
+		`"paced_broker_gc_max_ms":41.5,"paced_broker_gc_ms":120,`,
+		`{"repeat":1,"records_per_sec":1,"p99_ms":85.8,"paced_io_stall_ms":0,"commit_p99_ms":38.1,"commit_max_ms":53.8,"broker_gc_max_ms":41.5}`,
+		`{"repeat":2,"records_per_sec":1,"p99_ms":67.3,"paced_io_stall_ms":0,"broker_gc_max_ms":25}`,
 	} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("JSON lacks %s:\n%s", want, b)
 		}
 	}
-	md := renderMarkdown(reportMeta{}, []Result{r})
-	if row := "| copy | exactly-once | 10ms | 100B | 55.0 | 8.0 (4.5) | 6.2 | 41.7 (38.1, 45.3) | 72.2 (53.8, 90.5) | 25.0% | 85.8 |"; !strings.Contains(md, row) {
-		t.Errorf("results.md lacks\n%s\ngot:\n%s", row, md)
+	ksc := rc
+	ksc.System = sysKStreams
+	ks := summarize(ksc, 1000, []sample{{repeat: 1, rps: 1, lat: phase{rate: 1, p99: 34.8, gc: gcPauses{n: 2, totalMS: 20, max: 12.5}}}})
+	md := renderMarkdown(reportMeta{}, []Result{r, ks})
+	for _, row := range []string{
+		"| onceflow | copy | exactly-once | 10ms | 100B | 55.0 | 8.0 (4.5) | 6.2 | 41.7 (38.1, 45.3) | 72.2 (53.8, 90.5) | 25.0% | 41.5 (41.5, 25.0, 74.2) | 120.0 | 85.8 (85.8, 67.3, 136.7) |",
+		// Kafka Streams: no commit report, the broker's pauses only.
+		"| kstreams | copy | exactly-once | 10ms | 100B | - | - | - | - | - | - | 12.5 (12.5) | 20.0 | 34.8 (34.8) |",
+	} {
+		if !strings.Contains(md, row) {
+			t.Errorf("results.md lacks\n%s\ngot:\n%s", row, md)
+		}
 	}
-	none := summarize(rc, 1000, []sample{{repeat: 1, rps: 1, lat: phase{rate: 1, p99: 50}}})
-	if b, _ := json.Marshal(none); none.PacedCommits != nil || strings.Contains(string(b), "paced_commits") || strings.Contains(string(b), "commit_p99") {
-		t.Errorf("a result without commit reports: %s", b)
+	unknown := phase{rate: 1, p99: 50, gc: noGCPauses()}
+	none := summarize(rc, 1000, []sample{{repeat: 1, rps: 1, lat: unknown}})
+	if b, _ := json.Marshal(none); none.PacedCommits != nil || strings.Contains(string(b), "paced_commits") || strings.Contains(string(b), "commit_p99") ||
+		!strings.Contains(string(b), `"paced_broker_gc_max_ms":null`) {
+		t.Errorf("a result without commit reports or GC log: %s", b)
 	}
-	if md := renderMarkdown(reportMeta{}, []Result{none}); strings.Contains(md, "commits while paced") {
-		t.Errorf("a commits table without commit reports:\n%s", md)
+	if md := renderMarkdown(reportMeta{}, []Result{none}); strings.Contains(md, "Commits and broker pauses") {
+		t.Errorf("a commits table without commit reports or GC log:\n%s", md)
 	}
 }

@@ -91,6 +91,12 @@ type Result struct {
 	// PacedCommits is how onceflow committed during the latency phase at
 	// its own pace; absent for the other systems.
 	PacedCommits *CommitSummary `json:"paced_commits,omitempty"`
+	// PacedBrokerGCMaxMS and PacedBrokerGCMS are the longest of the
+	// broker's stop-the-world collector pauses during the latency phase,
+	// and their sum, in ms (from the broker's GC log); null when the
+	// suite cannot read the log, absent when the phase had no pause.
+	PacedBrokerGCMaxMS num `json:"paced_broker_gc_max_ms,omitzero"`
+	PacedBrokerGCMS    num `json:"paced_broker_gc_ms,omitzero"`
 	// Rounds are the repeats one by one, in the order they ran.
 	Rounds []Round `json:"rounds,omitempty"`
 }
@@ -175,6 +181,8 @@ type Round struct {
 	// absent for the other systems.
 	CommitP99MS num `json:"commit_p99_ms,omitzero"`
 	CommitMaxMS num `json:"commit_max_ms,omitzero"`
+	// BrokerGCMaxMS is the round's PacedBrokerGCMaxMS.
+	BrokerGCMaxMS num `json:"broker_gc_max_ms,omitzero"`
 }
 
 func (r Result) config() runConfig {
@@ -193,24 +201,26 @@ func summarize(rc runConfig, n int, samples []sample) Result {
 	r := Result{
 		Workload: rc.Workload, System: rc.System, Guarantee: rc.Guarantee,
 		CommitIntervalMS: rc.IntervalMS, ValueBytes: rc.ValueBytes, Records: n,
-		Seconds:          pick(func(s sample) float64 { return s.seconds }),
-		RecordsPerSec:    num(median(rps)),
-		P50MS:            pick(func(s sample) float64 { return s.lat.p50 }),
-		P99MS:            pick(func(s sample) float64 { return s.lat.p99 }),
-		MaxMS:            pick(func(s sample) float64 { return s.lat.max }),
-		CPUS:             pick(func(s sample) float64 { return s.cpu }),
-		RSSMB:            pick(func(s sample) float64 { return s.rss }),
-		Repeats:          len(samples),
-		RecordsPerSecMin: num(slices.Min(rps)),
-		RecordsPerSecMax: num(slices.Max(rps)),
-		StartupS:         pick(func(s sample) float64 { return s.startup }),
-		LatencyRate:      pick(func(s sample) float64 { return s.lat.rate }),
-		LatencySamples:   int(median(lat)),
-		CPUTotalS:        pick(func(s sample) float64 { return s.cpuTotal }),
-		BrokerCPUS:       pick(func(s sample) float64 { return s.brokerCPU }),
-		HarnessCPUS:      pick(func(s sample) float64 { return s.harnessCPU }),
-		PacedBusyCores:   pick(func(s sample) float64 { return s.lat.busy }),
-		PacedIOStallMS:   pick(func(s sample) float64 { return s.lat.ioStall }),
+		Seconds:            pick(func(s sample) float64 { return s.seconds }),
+		RecordsPerSec:      num(median(rps)),
+		P50MS:              pick(func(s sample) float64 { return s.lat.p50 }),
+		P99MS:              pick(func(s sample) float64 { return s.lat.p99 }),
+		MaxMS:              pick(func(s sample) float64 { return s.lat.max }),
+		CPUS:               pick(func(s sample) float64 { return s.cpu }),
+		RSSMB:              pick(func(s sample) float64 { return s.rss }),
+		Repeats:            len(samples),
+		RecordsPerSecMin:   num(slices.Min(rps)),
+		RecordsPerSecMax:   num(slices.Max(rps)),
+		StartupS:           pick(func(s sample) float64 { return s.startup }),
+		LatencyRate:        pick(func(s sample) float64 { return s.lat.rate }),
+		LatencySamples:     int(median(lat)),
+		CPUTotalS:          pick(func(s sample) float64 { return s.cpuTotal }),
+		BrokerCPUS:         pick(func(s sample) float64 { return s.brokerCPU }),
+		HarnessCPUS:        pick(func(s sample) float64 { return s.harnessCPU }),
+		PacedBusyCores:     pick(func(s sample) float64 { return s.lat.busy }),
+		PacedIOStallMS:     pick(func(s sample) float64 { return s.lat.ioStall }),
+		PacedBrokerGCMaxMS: pick(func(s sample) float64 { return s.lat.gc.max }),
+		PacedBrokerGCMS:    pick(func(s sample) float64 { return s.lat.gc.totalMS }),
 	}
 	r.MBPerSec = num(float64(r.RecordsPerSec) * float64(rc.ValueBytes) / 1e6)
 	// The second phase's figures: NaN for the samples without one, which
@@ -231,7 +241,7 @@ func summarize(rc runConfig, n int, samples []sample) Result {
 	r.P50AtKStreamsPace = peer(func(p phase) float64 { return p.p50 })
 	r.P99AtKStreamsPace = peer(func(p phase) float64 { return p.p99 })
 	for _, s := range samples {
-		rd := Round{Repeat: s.repeat, RecordsPerSec: num(s.rps), P99MS: num(s.lat.p99), PacedIOStallMS: num(s.lat.ioStall)}
+		rd := Round{Repeat: s.repeat, RecordsPerSec: num(s.rps), P99MS: num(s.lat.p99), PacedIOStallMS: num(s.lat.ioStall), BrokerGCMaxMS: num(s.lat.gc.max)}
 		if s.peer.rate > 0 {
 			rd.P99AtKStreamsPace, rd.IOStallMSAtKStreamsPace = num(s.peer.p99), num(s.peer.ioStall)
 		}
@@ -625,32 +635,47 @@ func renderGoals(b *strings.Builder, results []Result, equalLoad bool) {
 	renderLatencyFloor(b, results)
 }
 
-// renderCommits tabulates onceflow's commits during each latency phase at
-// its own pace beside that phase's p99: a record waits for its
-// transaction's commit, so the slowest commits show in the p99.
+// renderCommits sets, for each configuration's latency phase at its own
+// pace, onceflow's commits and the broker's collector pauses beside the
+// phase's p99: a record waits for its transaction's commit, and a commit
+// (or any request) waits out a pause of the broker, so the longest of
+// either shows in the p99 of every record it held.
 func renderCommits(b *strings.Builder, results []Result) {
 	w := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
 	header := false
 	for _, r := range results {
 		c := r.PacedCommits
-		if r.System != sysOnceflow || c == nil {
+		if c == nil && math.IsNaN(float64(r.PacedBrokerGCMaxMS)) {
 			continue
 		}
 		if !header {
-			w("\n## onceflow's commits while paced\n\n")
-			w("onceflow's commits during the latency phase at its own pace (from the processor's `Stats.CommitTimes`; p50, p99 and max are bucket bounds, at most 19%% high; medians over the rounds). A record that enters a transaction waits for the rest of the interval and then for the commit, so a commit that takes several intervals shows in the p99 of every record it held.\n\n")
-			w("| workload | guarantee | commit | size | commits/s | mean ms (flushing) | p50 ms | p99 ms (rounds) | max ms (rounds) | longer than the interval | latency p99 ms |\n")
-			w("|---|---|---|---|---:|---:|---:|---|---|---:|---:|\n")
+			w("\n## Commits and broker pauses while paced\n\n")
+			w("During each latency phase at the system's own pace: onceflow's commits (from the processor's `Stats.CommitTimes`; p50, p99 and max are bucket bounds, at most 19%% high), and the broker's stop-the-world collector pauses (from its GC log), medians over the rounds with the rounds in brackets. A record that enters a transaction waits for the rest of the interval and then for the commit, and every request waits out a pause of the broker, so one long commit or pause in a 10 s phase can set the p99 of the records it held: a 100 ms stall holds 1%% of them.\n\n")
+			w("| system | workload | guarantee | commit | size | commits/s | commit mean ms (flushing) | commit p50 ms | commit p99 ms (rounds) | longest commit ms (rounds) | commits longer than the interval | broker's longest pause ms (rounds) | broker paused ms in all | latency p99 ms (rounds) |\n")
+			w("|---|---|---|---|---|---:|---:|---:|---|---|---:|---|---:|---|\n")
 			header = true
 		}
-		var p99s, maxs []float64
+		var p99s, maxs, gcs []float64
 		for _, rd := range r.Rounds {
 			if rd.CommitP99MS != 0 {
 				p99s, maxs = append(p99s, float64(rd.CommitP99MS)), append(maxs, float64(rd.CommitMaxMS))
 			}
+			if !math.IsNaN(float64(rd.BrokerGCMaxMS)) {
+				gcs = append(gcs, float64(rd.BrokerGCMaxMS))
+			}
 		}
-		w("| %s | %s | %s | %s | %s | %s (%s) | %s | %s (%s) | %s (%s) | %s%% | %s |\n", r.Workload, r.Guarantee, intervalLabel(r.CommitIntervalMS), sizeLabel(r.ValueBytes),
-			f(c.PerSecond, 1), f(c.MeanMS, 1), f(c.FlushMS, 1), f(c.P50MS, 1), f(c.P99MS, 1), joinFloats(p99s, 1), f(c.MaxMS, 1), joinFloats(maxs, 1), f(c.OverPct, 1), f(r.P99MS, 1))
+		perS, mean, p50, p99, longest, over := "-", "-", "-", "-", "-", "-"
+		if c != nil {
+			perS, mean, p50 = f(c.PerSecond, 1), f(c.MeanMS, 1)+" ("+f(c.FlushMS, 1)+")", f(c.P50MS, 1)
+			p99, longest = f(c.P99MS, 1)+" ("+joinFloats(p99s, 1)+")", f(c.MaxMS, 1)+" ("+joinFloats(maxs, 1)+")"
+			over = f(c.OverPct, 1) + "%"
+		}
+		gcMax := "-"
+		if len(gcs) > 0 {
+			gcMax = f(r.PacedBrokerGCMaxMS, 1) + " (" + joinFloats(gcs, 1) + ")"
+		}
+		w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s (%s) |\n", r.System, r.Workload, r.Guarantee, intervalLabel(r.CommitIntervalMS), sizeLabel(r.ValueBytes),
+			perS, mean, p50, p99, longest, over, gcMax, f(r.PacedBrokerGCMS, 1), f(r.P99MS, 1), joinFloats(roundP99s(r), 1))
 	}
 }
 

@@ -110,8 +110,11 @@ type suite struct {
 	// brokerPIDs are the broker's processes (--broker-pids, or those of
 	// the broker the suite started); nil when unknown.
 	brokerPIDs []int
-	notes      []string
-	rates      map[string]float64 // measured records/s by rateKey
+	// gc are the GC logs of the broker's JVMs (brokerGCLogs); nil when
+	// unknown.
+	gc    *gcLogs
+	notes []string
+	rates map[string]float64 // measured records/s by rateKey
 	// paces are the latency phase rates of the Kafka Streams
 	// configurations and of onceflow's exactly-once ones, each with the
 	// round it was measured in.
@@ -156,6 +159,7 @@ func runSuite(ctx context.Context, cfg *suiteConfig) (err error) {
 	} else {
 		s.brokerPIDs = cfg.brokerPIDs
 	}
+	s.gc = brokerGCLogs(s.brokerPIDs)
 	s.seeds = strings.Split(s.brokers, ",")
 	if s.adm, err = newAdmin(s.seeds); err != nil {
 		return err
@@ -529,6 +533,9 @@ type phase struct {
 	// (ioStallSeconds), in milliseconds; NaN when unknown.
 	ioStall    float64
 	n, records int // results timed, input records produced
+	// gc is the broker's collector pauses during the phase (from the
+	// mark until its last result); NaN figures when unknown.
+	gc gcPauses
 	// commits is how onceflow committed during the phase (from the mark
 	// before the paced producer started until its last result); zero for
 	// the other systems.
@@ -682,6 +689,7 @@ func (s *suite) latencyPhase(ctx context.Context, rr *resultReader, ch *child, i
 	mark := time.Now()
 	paced0 := []float64{ch.cpuSeconds(), s.brokerCPUSeconds(), selfCPUSeconds()}
 	io0 := ioStallSeconds()
+	gc0 := s.gc.mark()
 	if ch.commits != nil {
 		if err := ch.commits.mark(); err != nil {
 			return ph, fmt.Errorf("%s: %w", tag, err)
@@ -701,6 +709,7 @@ func (s *suite) latencyPhase(ctx context.Context, rr *resultReader, ch *child, i
 		return ph, err
 	}
 	ph.n, ph.p50, ph.p99, ph.max = rr.latencySummary()
+	ph.gc = s.gc.since(gc0)
 	if ch.commits != nil {
 		if ph.commits, err = ch.commits.report(); err != nil {
 			return ph, fmt.Errorf("%s: %w", tag, err)
@@ -715,6 +724,9 @@ func (s *suite) latencyPhase(ctx context.Context, rr *resultReader, ch *child, i
 	}
 	s.logf("%s: kept %.2f cores busy over %.1fs (system %.1fs, broker %.1fs%s, suite %.1fs of CPU); the host stalled on I/O for %.1f ms", tag, ph.busy, pacedWall.Seconds(),
 		cpuSince(paced1[0], paced0[0]), cpuSince(paced1[1], paced0[1]), jit, cpuSince(paced1[2], paced0[2]), ph.ioStall)
+	if !math.IsNaN(ph.gc.max) {
+		s.logf("%s: the broker paused for its collector %d times, %.1f ms in all, the longest %.1f ms", tag, ph.gc.n, ph.gc.totalMS, ph.gc.max)
+	}
 	if c := ph.commits; c.Commits > 0 {
 		s.logf("%s: %d commits (%.1f/s): mean %.1f ms (flushing %.1f), p50 %.1f, p99 %.1f, max %.1f; %.1f%% longer than the interval", tag,
 			c.Commits, c.PerSecond, c.MeanMS, c.FlushMS, c.P50MS, c.P99MS, c.MaxMS, c.OverPct)
