@@ -116,10 +116,10 @@ func processorCmd(ctx context.Context, args []string) error {
 		}
 	}
 	perCommit := func(d time.Duration) float64 { return ms(d) / float64(max(st.Commits, 1)) }
-	fmt.Fprintf(os.Stderr, "processor: stopped after %s: processed=%d commits=%d aborts=%d commit_time=%s (%.0f%% of wall time, %.1f ms per commit, of which flushing %.1f ms; p99 %.1f ms, max %.1f ms) poll_time=%s (%.0f%%) err=%v\n",
+	fmt.Fprintf(os.Stderr, "processor: stopped after %s: processed=%d commits=%d aborts=%d commit_time=%s (%.0f%% of wall time, %.1f ms per commit, of which flushing %.1f ms; p99 %.1f ms, max %.1f ms; markers written after p99 %.1f ms) poll_time=%s (%.0f%%) err=%v\n",
 		wall.Round(time.Millisecond), st.Processed, st.Commits, st.Aborts, st.CommitTime.Round(time.Millisecond),
 		100*st.CommitTime.Seconds()/wall.Seconds(), perCommit(st.CommitTime), perCommit(st.FlushTime),
-		ms(st.CommitTimes.Quantile(0.99)), ms(st.MaxCommitTime),
+		ms(st.CommitTimes.Quantile(0.99)), ms(st.MaxCommitTime), ms(st.MarkerTimes.Quantile(0.99)),
 		st.PollTime.Round(time.Millisecond), 100*st.PollTime.Seconds()/wall.Seconds(), err)
 	if *reqTimes {
 		fmt.Fprintf(os.Stderr, "processor: requests:%s\n", rt.summary())

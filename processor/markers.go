@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -36,6 +37,9 @@ type markerWatch struct {
 	wait     time.Duration // MarkerWait: the longest hold
 	fallback time.Duration // the hold when the state cannot be had
 	log      *slog.Logger
+	// times counts how long each watched transaction's markers took
+	// (Stats.MarkerTimes).
+	times *histCounter
 
 	// failures counts failed watches in a row; at maxMarkerProbeFailures
 	// the worker has stopped asking and every hold is fallback. Watches
@@ -63,9 +67,9 @@ func fallbackMarkerWait(interval, wait time.Duration) time.Duration {
 	return min(wait, interval/4, 5*time.Millisecond)
 }
 
-func newMarkerWatch(cl *kgo.Client, send *sender, txnID string, c *cfg, log *slog.Logger) *markerWatch {
+func newMarkerWatch(cl *kgo.Client, send *sender, txnID string, c *cfg, log *slog.Logger, times *histCounter) *markerWatch {
 	return &markerWatch{
-		cl: cl, send: send, txnID: txnID, log: log,
+		cl: cl, send: send, txnID: txnID, log: log, times: times,
 		wait:     c.markerWait,
 		fallback: fallbackMarkerWait(c.commitInterval, c.markerWait),
 	}
@@ -96,13 +100,17 @@ func (m *markerWatch) afterEnd() {
 }
 
 // watch releases the hold once the coordinator reports the transaction
-// complete. When the hold's limit passes first, the sender's timer ends
-// it.
+// complete, and counts the time since the transaction ended. When the
+// hold's limit passes first, the sender's timer ends it, and the limit is
+// what it counts.
 func (m *markerWatch) watch(ctx context.Context, began time.Time, release func()) {
 	for {
 		asked := time.Now()
 		done, err := m.complete(ctx)
 		if ctx.Err() != nil {
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				m.times.observe(m.wait)
+			}
 			return
 		}
 		if err != nil {
@@ -114,10 +122,14 @@ func (m *markerWatch) watch(ctx context.Context, began time.Time, release func()
 		m.failures.Store(0)
 		if done {
 			release()
+			m.times.observe(time.Since(began))
 			return
 		}
 		sleepUntil(ctx, asked.Add(markerProbeEvery))
 		if ctx.Err() != nil {
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				m.times.observe(m.wait)
+			}
 			return
 		}
 	}

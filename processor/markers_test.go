@@ -55,7 +55,7 @@ func newWatchForTest(t *testing.T, seeds []string, wait, fallback time.Duration,
 	t.Cleanup(cl.Close)
 	s := newSender(cl)
 	t.Cleanup(s.stop)
-	m := &markerWatch{cl: cl, send: s, txnID: "watched", wait: wait, fallback: fallback, log: log}
+	m := &markerWatch{cl: cl, send: s, txnID: "watched", wait: wait, fallback: fallback, log: log, times: &histCounter{}}
 	t.Cleanup(m.stop)
 	return m
 }
@@ -106,6 +106,10 @@ func TestMarkerWatchReleasesWhenComplete(t *testing.T) {
 	if m.failures.Load() != 0 || m.gaveUp() {
 		t.Fatalf("failures %d, gave up %v after a watch that succeeded", m.failures.Load(), m.gaveUp())
 	}
+	// One transaction watched to its end, well inside the hour's limit.
+	if h := m.times.snapshot(); h.Count() != 1 || h.Quantile(1) >= time.Minute {
+		t.Fatalf("marker times: %d counted, longest %v; want one, under the limit", h.Count(), h.Quantile(1))
+	}
 }
 
 // TestMarkerWatchFallback checks that a watch that cannot learn the
@@ -154,6 +158,28 @@ func TestMarkerWatchFallback(t *testing.T) {
 	}
 	if !strings.Contains(logged.String(), "TRANSACTIONAL_ID_AUTHORIZATION_FAILED") {
 		t.Fatalf("warning does not name the broker's error:\n%s", logged.String())
+	}
+	if n := m.times.snapshot().Count(); n != 0 {
+		t.Fatalf("%d marker times counted without an answer from the coordinator", n)
+	}
+}
+
+// TestMarkerWatchCountsTheLimit: markers still pending when the hold's
+// limit passes count as the limit in Stats.MarkerTimes.
+func TestMarkerWatchCountsTheLimit(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	controlDescribeTxns(c, func(int32) (string, int16) { return "PrepareCommit", 0 })
+	const wait = 30 * time.Millisecond
+	m := newWatchForTest(t, c.ListenAddrs(), wait, time.Hour, slog.New(slog.DiscardHandler))
+	m.afterEnd()
+	m.wg.Wait() // the watch ends at the limit on its own
+	h := m.times.snapshot()
+	if h.Count() != 1 || h.Quantile(1) != histBound(histBucket(wait)) {
+		t.Fatalf("marker times: %d counted, in the bucket up to %v; want one, in the limit's (%v)", h.Count(), h.Quantile(1), histBound(histBucket(wait)))
 	}
 }
 

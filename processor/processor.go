@@ -60,12 +60,20 @@ type Stats struct {
 	// MaxCommitTime is the longest of them (Kafka Streams'
 	// commit-latency-max).
 	MaxCommitTime time.Duration
+	// MarkerTimes is, under ExactlyOnce, how long the broker took to
+	// write each transaction's commit markers after the commit returned,
+	// as the worker's watch saw it (see MarkerWait): the outputs become
+	// visible to read_committed consumers only then, and the next
+	// transaction's first records are held that long. A transaction whose
+	// markers took longer than MarkerWait counts as MarkerWait. Empty
+	// with MarkerWait(0), or where the broker cannot be asked.
+	MarkerTimes Histogram
 }
 
 type counters struct {
 	processed, skipped, deadLettered, commits, aborts atomic.Int64
 	commitNanos, flushNanos, pollNanos                atomic.Int64
-	commitTimes                                       histCounter
+	commitTimes, markerTimes                          histCounter
 }
 
 // New validates the options and returns a Processor for t. It reports every
@@ -102,6 +110,7 @@ func (p *Processor) Stats() Stats {
 		PollTime:      time.Duration(p.stats.pollNanos.Load()),
 		CommitTimes:   p.stats.commitTimes.snapshot(),
 		MaxCommitTime: time.Duration(p.stats.commitTimes.max.Load()),
+		MarkerTimes:   p.stats.markerTimes.snapshot(),
 	}
 }
 

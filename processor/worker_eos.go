@@ -76,7 +76,7 @@ func (w *worker) runExactlyOnce(ctx context.Context) error {
 	}
 	w.cl = sess.Client()
 	w.send = newSender(w.cl)
-	w.markers = newMarkerWatch(w.cl, w.send, w.txnID, c, w.log)
+	w.markers = newMarkerWatch(w.cl, w.send, w.txnID, c, w.log, &w.p.stats.markerTimes)
 	w.txn = &txnState{sess: sess}
 	defer func() {
 		w.closeAll()
