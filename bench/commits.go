@@ -35,6 +35,11 @@ type commitPhase struct {
 	// the bucket up to 22.6 ms).
 	MarkerP50MS float64 `json:"marker_p50_ms"`
 	MarkerP99MS float64 `json:"marker_p99_ms"`
+	// AgeP99MS and AgeMaxMS are the processor's Stats.CommitAges: how old
+	// the oldest input record of a commit was when the commit returned
+	// (bucket bounds).
+	AgeP99MS float64 `json:"age_p99_ms"`
+	AgeMaxMS float64 `json:"age_max_ms"`
 }
 
 // commitReport is what the processor answers between a mark and a report:
@@ -54,6 +59,8 @@ func commitReport(from, to processor.Stats, wall, interval time.Duration) commit
 	cp.OverPct = 100 * float64(h.Over(interval)) / float64(n)
 	mk := to.MarkerTimes.Sub(from.MarkerTimes)
 	cp.MarkerP50MS, cp.MarkerP99MS = ms(mk.Quantile(0.5)), ms(mk.Quantile(0.99))
+	ages := to.CommitAges.Sub(from.CommitAges)
+	cp.AgeP99MS, cp.AgeMaxMS = ms(ages.Quantile(0.99)), ms(ages.Quantile(1))
 	if wall > 0 {
 		cp.PerSecond = float64(n) / wall.Seconds()
 	}

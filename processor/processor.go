@@ -68,12 +68,23 @@ type Stats struct {
 	// markers took longer than MarkerWait counts as MarkerWait. Empty
 	// with MarkerWait(0), or where the broker cannot be asked.
 	MarkerTimes Histogram
+	// CommitAges is, for each commit, how old the oldest input record it
+	// committed was when the commit returned: the wall clock less the
+	// record's timestamp (the first record of each polled partition is
+	// looked at, the oldest of a partition's batch). Under ExactlyOnce it
+	// is how long that record's outputs had waited when the commit made
+	// them durable; they are visible once the markers are written too
+	// (MarkerTimes). An abort's records count in the next commit, so its
+	// cost shows. It is end-to-end latency only where the input is
+	// stamped when produced (CreateTime, the producer's clock in step
+	// with this host's).
+	CommitAges Histogram
 }
 
 type counters struct {
 	processed, skipped, deadLettered, commits, aborts atomic.Int64
 	commitNanos, flushNanos, pollNanos                atomic.Int64
-	commitTimes, markerTimes                          histCounter
+	commitTimes, markerTimes, commitAges              histCounter
 }
 
 // New validates the options and returns a Processor for t. It reports every
@@ -111,6 +122,7 @@ func (p *Processor) Stats() Stats {
 		CommitTimes:   p.stats.commitTimes.snapshot(),
 		MaxCommitTime: time.Duration(p.stats.commitTimes.max.Load()),
 		MarkerTimes:   p.stats.markerTimes.snapshot(),
+		CommitAges:    p.stats.commitAges.snapshot(),
 	}
 }
 

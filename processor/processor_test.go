@@ -144,6 +144,7 @@ func TestCopyEachGuarantee(t *testing.T) {
 			out := kafkatest.Topic(t, seeds, 2, nil)
 			app := kafkatest.UniqueName(t, "app")
 			vals := values("v", 0, 2000)
+			started := time.Now()
 			produceValues(t, seeds, in, 2, vals)
 			r := start(t, copyTopology(t, in, out), append(baseOpts(seeds, app, "i"), c.opts...)...)
 			waitCommitted(t, seeds, app, in, int64(len(vals)), 60*time.Second)
@@ -171,6 +172,12 @@ func TestCopyEachGuarantee(t *testing.T) {
 			// Under exactly-once each commit's markers are watched for,
 			// but the last: the processor stopped before they were
 			// written, or before the watch saw it.
+			// Every commit but one with no records (there are none here)
+			// counts the age of its oldest record, which the test
+			// produced before starting the processor.
+			if a := st.CommitAges; a.Count() == 0 || a.Count() > st.Commits || a.Quantile(1) > time.Since(started)*6/5+time.Second {
+				t.Fatalf("commit ages: %d counted for %d commits, oldest %v (the records are %v old)", a.Count(), st.Commits, a.Quantile(1), time.Since(started))
+			}
 			eos := c.name == "exactly_once" || c.name == "exactly_once_two_workers"
 			if m := st.MarkerTimes.Count(); (eos && (m == 0 || m > st.Commits+st.Aborts)) || (!eos && m != 0) {
 				t.Fatalf("marker times counted for %d of %d transactions", m, st.Commits+st.Aborts)

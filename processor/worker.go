@@ -41,6 +41,11 @@ type worker struct {
 	place   placement // partitionFor's last topic
 	rr      int
 
+	// oldest is the earliest timestamp of the input records processed
+	// since the last commit (the first of each polled partition's),
+	// zero when none; a commit counts its age in Stats.CommitAges.
+	oldest time.Time
+
 	// stamp is the timestamp of the changelog records the tasks' stores
 	// produce: the last input record's (zero before the first, and the
 	// client then stamps the wall clock).
@@ -231,6 +236,9 @@ func (w *worker) processBatch(fs kgo.Fetches) (int, error) {
 		if err != nil || len(p.Records) == 0 {
 			return
 		}
+		if ts := p.Records[0].Timestamp; w.oldest.IsZero() || ts.Before(w.oldest) {
+			w.oldest = ts
+		}
 		id, t, terr := w.taskFor(p.Topic, p.Partition)
 		if terr != nil {
 			err = terr
@@ -367,6 +375,16 @@ func (w *worker) flush(ctx context.Context) error {
 	defer func() { w.p.stats.flushNanos.Add(int64(time.Since(began))) }()
 	w.send.drain()
 	return w.cl.Flush(ctx)
+}
+
+// committed counts a commit in Stats.Commits and the age of the oldest
+// record it committed in Stats.CommitAges.
+func (w *worker) committed() {
+	w.p.stats.commits.Add(1)
+	if !w.oldest.IsZero() {
+		w.p.stats.commitAges.observe(time.Since(w.oldest))
+		w.oldest = time.Time{}
+	}
 }
 
 // timeCommit adds the time since began to Stats.CommitTime and counts it

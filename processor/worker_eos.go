@@ -228,7 +228,7 @@ func (w *worker) endTxnWithin(want kgo.TransactionEndTry, limit time.Duration) e
 		w.resetTasks()
 		return nil
 	}
-	w.p.stats.commits.Add(1)
+	w.committed()
 	return w.commitStores()
 }
 

@@ -108,6 +108,6 @@ func (w *worker) commitPlain(dirty bool) error {
 			return w.fenceOr(fmt.Errorf("processor: commit offsets: %w", err))
 		}
 	}
-	w.p.stats.commits.Add(1)
+	w.committed()
 	return w.commitStores()
 }
