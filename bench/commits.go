@@ -40,6 +40,9 @@ type commitPhase struct {
 	// (bucket bounds).
 	AgeP99MS float64 `json:"age_p99_ms"`
 	AgeMaxMS float64 `json:"age_max_ms"`
+	// PollAgeP99MS is the processor's Stats.PollAges: how old a polled
+	// partition batch's first record was when the worker took it.
+	PollAgeP99MS float64 `json:"poll_age_p99_ms"`
 }
 
 // commitReport is what the processor answers between a mark and a report:
@@ -61,6 +64,7 @@ func commitReport(from, to processor.Stats, wall, interval time.Duration) commit
 	cp.MarkerP50MS, cp.MarkerP99MS = ms(mk.Quantile(0.5)), ms(mk.Quantile(0.99))
 	ages := to.CommitAges.Sub(from.CommitAges)
 	cp.AgeP99MS, cp.AgeMaxMS = ms(ages.Quantile(0.99)), ms(ages.Quantile(1))
+	cp.PollAgeP99MS = ms(to.PollAges.Sub(from.PollAges).Quantile(0.99))
 	if wall > 0 {
 		cp.PerSecond = float64(n) / wall.Seconds()
 	}

@@ -134,6 +134,8 @@ type CommitSummary struct {
 	// AgeP99MS and AgeMaxMS are commitPhase's.
 	AgeP99MS num `json:"age_p99_ms"`
 	AgeMaxMS num `json:"age_max_ms"`
+	// PollAgeP99MS is commitPhase's.
+	PollAgeP99MS num `json:"poll_age_p99_ms"`
 }
 
 // summarizeCommits is the CommitSummary of the samples' latency phases at
@@ -150,17 +152,18 @@ func summarizeCommits(samples []sample) *CommitSummary {
 	}
 	by := func(get func(commitPhase) float64) num { return medianBy(cps, get) }
 	return &CommitSummary{
-		PerSecond:   by(func(c commitPhase) float64 { return c.PerSecond }),
-		MeanMS:      by(func(c commitPhase) float64 { return c.MeanMS }),
-		FlushMS:     by(func(c commitPhase) float64 { return c.FlushMS }),
-		P50MS:       by(func(c commitPhase) float64 { return c.P50MS }),
-		P99MS:       by(func(c commitPhase) float64 { return c.P99MS }),
-		MaxMS:       by(func(c commitPhase) float64 { return c.MaxMS }),
-		OverPct:     by(func(c commitPhase) float64 { return c.OverPct }),
-		MarkerP50MS: by(func(c commitPhase) float64 { return c.MarkerP50MS }),
-		MarkerP99MS: by(func(c commitPhase) float64 { return c.MarkerP99MS }),
-		AgeP99MS:    by(func(c commitPhase) float64 { return c.AgeP99MS }),
-		AgeMaxMS:    by(func(c commitPhase) float64 { return c.AgeMaxMS }),
+		PerSecond:    by(func(c commitPhase) float64 { return c.PerSecond }),
+		MeanMS:       by(func(c commitPhase) float64 { return c.MeanMS }),
+		FlushMS:      by(func(c commitPhase) float64 { return c.FlushMS }),
+		P50MS:        by(func(c commitPhase) float64 { return c.P50MS }),
+		P99MS:        by(func(c commitPhase) float64 { return c.P99MS }),
+		MaxMS:        by(func(c commitPhase) float64 { return c.MaxMS }),
+		OverPct:      by(func(c commitPhase) float64 { return c.OverPct }),
+		MarkerP50MS:  by(func(c commitPhase) float64 { return c.MarkerP50MS }),
+		MarkerP99MS:  by(func(c commitPhase) float64 { return c.MarkerP99MS }),
+		AgeP99MS:     by(func(c commitPhase) float64 { return c.AgeP99MS }),
+		AgeMaxMS:     by(func(c commitPhase) float64 { return c.AgeMaxMS }),
+		PollAgeP99MS: by(func(c commitPhase) float64 { return c.PollAgeP99MS }),
 	}
 }
 
@@ -660,9 +663,9 @@ func renderCommits(b *strings.Builder, results []Result) {
 		}
 		if !header {
 			w("\n## Commits and broker pauses while paced\n\n")
-			w("During each latency phase at the system's own pace: onceflow's commits (from the processor's `Stats.CommitTimes`; p50, p99 and max are bucket bounds, at most 19%% high) how long the broker then took to write their markers, after which the outputs are visible (`Stats.MarkerTimes`; the watch stops at `MarkerWait`, 20 ms, whose bucket ends at 22.6), and how old each commit's oldest input record was when the commit returned (`Stats.CommitAges`: the processor's share of that record's latency, before its markers and the reader), and the broker's stop-the-world collector pauses (from its GC log), medians over the rounds with the rounds in brackets. A record that enters a transaction waits for the rest of the interval and then for the commit, and every request waits out a pause of the broker, so one long commit or pause in a 10 s phase can set the p99 of the records it held: a 100 ms stall holds 1%% of them.\n\n")
-			w("| system | workload | guarantee | commit | size | commits/s | commit mean ms (flushing) | commit p50 ms | commit p99 ms (rounds) | longest commit ms (rounds) | commits longer than the interval | markers p50 / p99 ms | oldest record at commit p99 / max ms | broker's longest pause ms (rounds) | broker paused ms in all | latency p99 ms (rounds) |\n")
-			w("|---|---|---|---|---|---:|---:|---:|---|---|---:|---:|---:|---|---:|---|\n")
+			w("During each latency phase at the system's own pace: onceflow's commits (from the processor's `Stats.CommitTimes`; p50, p99 and max are bucket bounds, at most 19%% high) how long the broker then took to write their markers, after which the outputs are visible (`Stats.MarkerTimes`; the watch stops at `MarkerWait`, 20 ms, whose bucket ends at 22.6), and how old the oldest input records were when the worker polled them (`Stats.PollAges`: waiting on the broker, or in the client while the worker was busy) and when their commit returned (`Stats.CommitAges`: the processor's whole share of that record's latency, before its markers and the reader), and the broker's stop-the-world collector pauses (from its GC log), medians over the rounds with the rounds in brackets. A record that enters a transaction waits for the rest of the interval and then for the commit, and every request waits out a pause of the broker, so one long commit or pause in a 10 s phase can set the p99 of the records it held: a 100 ms stall holds 1%% of them.\n\n")
+			w("| system | workload | guarantee | commit | size | commits/s | commit mean ms (flushing) | commit p50 ms | commit p99 ms (rounds) | longest commit ms (rounds) | commits longer than the interval | markers p50 / p99 ms | oldest record when polled p99 ms | oldest record at commit p99 / max ms | broker's longest pause ms (rounds) | broker paused ms in all | latency p99 ms (rounds) |\n")
+			w("|---|---|---|---|---|---:|---:|---:|---|---|---:|---:|---:|---:|---|---:|---|\n")
 			header = true
 		}
 		var p99s, maxs, gcs []float64
@@ -674,20 +677,20 @@ func renderCommits(b *strings.Builder, results []Result) {
 				gcs = append(gcs, float64(rd.BrokerGCMaxMS))
 			}
 		}
-		perS, mean, p50, p99, longest, over, markers, ages := "-", "-", "-", "-", "-", "-", "-", "-"
+		perS, mean, p50, p99, longest, over, markers, polled, ages := "-", "-", "-", "-", "-", "-", "-", "-", "-"
 		if c != nil {
 			perS, mean, p50 = f(c.PerSecond, 1), f(c.MeanMS, 1)+" ("+f(c.FlushMS, 1)+")", f(c.P50MS, 1)
 			p99, longest = f(c.P99MS, 1)+" ("+joinFloats(p99s, 1)+")", f(c.MaxMS, 1)+" ("+joinFloats(maxs, 1)+")"
 			over = f(c.OverPct, 1) + "%"
 			markers = f(c.MarkerP50MS, 1) + " / " + f(c.MarkerP99MS, 1)
-			ages = f(c.AgeP99MS, 1) + " / " + f(c.AgeMaxMS, 1)
+			polled, ages = f(c.PollAgeP99MS, 1), f(c.AgeP99MS, 1)+" / "+f(c.AgeMaxMS, 1)
 		}
 		gcMax := "-"
 		if len(gcs) > 0 {
 			gcMax = f(r.PacedBrokerGCMaxMS, 1) + " (" + joinFloats(gcs, 1) + ")"
 		}
-		w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s (%s) |\n", r.System, r.Workload, r.Guarantee, intervalLabel(r.CommitIntervalMS), sizeLabel(r.ValueBytes),
-			perS, mean, p50, p99, longest, over, markers, ages, gcMax, f(r.PacedBrokerGCMS, 1), f(r.P99MS, 1), joinFloats(roundP99s(r), 1))
+		w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s (%s) |\n", r.System, r.Workload, r.Guarantee, intervalLabel(r.CommitIntervalMS), sizeLabel(r.ValueBytes),
+			perS, mean, p50, p99, longest, over, markers, polled, ages, gcMax, f(r.PacedBrokerGCMS, 1), f(r.P99MS, 1), joinFloats(roundP99s(r), 1))
 	}
 }
 

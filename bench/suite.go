@@ -728,8 +728,8 @@ func (s *suite) latencyPhase(ctx context.Context, rr *resultReader, ch *child, i
 		s.logf("%s: the broker paused for its collector %d times, %.1f ms in all, the longest %.1f ms", tag, ph.gc.n, ph.gc.totalMS, ph.gc.max)
 	}
 	if c := ph.commits; c.Commits > 0 {
-		s.logf("%s: %d commits (%.1f/s): mean %.1f ms (flushing %.1f), p50 %.1f, p99 %.1f, max %.1f; %.1f%% longer than the interval; markers written after p50 %.1f, p99 %.1f ms; oldest record at commit p99 %.1f, max %.1f ms", tag,
-			c.Commits, c.PerSecond, c.MeanMS, c.FlushMS, c.P50MS, c.P99MS, c.MaxMS, c.OverPct, c.MarkerP50MS, c.MarkerP99MS, c.AgeP99MS, c.AgeMaxMS)
+		s.logf("%s: %d commits (%.1f/s): mean %.1f ms (flushing %.1f), p50 %.1f, p99 %.1f, max %.1f; %.1f%% longer than the interval; markers written after p50 %.1f, p99 %.1f ms; oldest record when polled p99 %.1f ms, at commit p99 %.1f, max %.1f ms", tag,
+			c.Commits, c.PerSecond, c.MeanMS, c.FlushMS, c.P50MS, c.P99MS, c.MaxMS, c.OverPct, c.MarkerP50MS, c.MarkerP99MS, c.PollAgeP99MS, c.AgeP99MS, c.AgeMaxMS)
 	}
 	return ph, nil
 }

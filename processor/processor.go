@@ -79,12 +79,19 @@ type Stats struct {
 	// stamped when produced (CreateTime, the producer's clock in step
 	// with this host's).
 	CommitAges Histogram
+	// PollAges is, for each partition's records in each poll, how old the
+	// first (oldest) of them was when the worker took it: the part of
+	// CommitAges spent before processing, waiting on the broker or in the
+	// client while the worker was busy (Kafka Streams'
+	// record-e2e-latency at its source nodes is the same idea, per
+	// record). The same caveat on timestamps applies.
+	PollAges Histogram
 }
 
 type counters struct {
 	processed, skipped, deadLettered, commits, aborts atomic.Int64
 	commitNanos, flushNanos, pollNanos                atomic.Int64
-	commitTimes, markerTimes, commitAges              histCounter
+	commitTimes, markerTimes, commitAges, pollAges    histCounter
 }
 
 // New validates the options and returns a Processor for t. It reports every
@@ -123,6 +130,7 @@ func (p *Processor) Stats() Stats {
 		MaxCommitTime: time.Duration(p.stats.commitTimes.max.Load()),
 		MarkerTimes:   p.stats.markerTimes.snapshot(),
 		CommitAges:    p.stats.commitAges.snapshot(),
+		PollAges:      p.stats.pollAges.snapshot(),
 	}
 }
 

@@ -178,6 +178,11 @@ func TestCopyEachGuarantee(t *testing.T) {
 			if a := st.CommitAges; a.Count() == 0 || a.Count() > st.Commits || a.Quantile(1) > time.Since(started)*6/5+time.Second {
 				t.Fatalf("commit ages: %d counted for %d commits, oldest %v (the records are %v old)", a.Count(), st.Commits, a.Quantile(1), time.Since(started))
 			}
+			// Each poll counts each partition it took records of: at
+			// least one a partition, at most one a record.
+			if a := st.PollAges; a.Count() < 2 || a.Count() > st.Processed || a.Quantile(1) > time.Since(started)*6/5+time.Second {
+				t.Fatalf("poll ages: %d counted for %d records, oldest %v (the records are %v old)", a.Count(), st.Processed, a.Quantile(1), time.Since(started))
+			}
 			eos := c.name == "exactly_once" || c.name == "exactly_once_two_workers"
 			if m := st.MarkerTimes.Count(); (eos && (m == 0 || m > st.Commits+st.Aborts)) || (!eos && m != 0) {
 				t.Fatalf("marker times counted for %d of %d transactions", m, st.Commits+st.Aborts)

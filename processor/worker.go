@@ -236,9 +236,11 @@ func (w *worker) processBatch(fs kgo.Fetches) (int, error) {
 		if err != nil || len(p.Records) == 0 {
 			return
 		}
-		if ts := p.Records[0].Timestamp; w.oldest.IsZero() || ts.Before(w.oldest) {
+		ts := p.Records[0].Timestamp
+		if w.oldest.IsZero() || ts.Before(w.oldest) {
 			w.oldest = ts
 		}
+		w.p.stats.pollAges.observe(time.Since(ts))
 		id, t, terr := w.taskFor(p.Topic, p.Partition)
 		if terr != nil {
 			err = terr
