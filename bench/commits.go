@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"strings"
 	"time"
@@ -14,11 +13,12 @@ import (
 )
 
 // commitPhase is how onceflow's commits went during one latency phase,
-// from the processor's Stats.CommitTimes: how many there were, and their
+// from the processor's Stats: how many there were (CommitTimes), their
 // durations (mean, percentiles and the longest, in ms; the percentiles
-// and the longest are bucket bounds, at most 19% high) and the share that
-// took longer than the commit interval, in percent. Zero when unknown
-// (the other systems, or a processor that did not answer).
+// and the longest are bucket bounds, at most 19% high), the share that
+// took longer than the commit interval, in percent, and the marker times
+// and record ages of the same commits. Zero when unknown (the other
+// systems).
 type commitPhase struct {
 	Commits   int64   `json:"commits"`
 	MeanMS    float64 `json:"mean_ms"`
@@ -141,12 +141,4 @@ func (c *commitReporter) report() (commitPhase, error) {
 func (c *commitReporter) close() {
 	c.in.Close()
 	c.out.Close()
-}
-
-// nanIfNone is v, or NaN when the phase has no commit report.
-func (cp commitPhase) nanIfNone(v float64) float64 {
-	if cp.Commits == 0 {
-		return math.NaN()
-	}
-	return v
 }

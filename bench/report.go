@@ -663,7 +663,7 @@ func renderCommits(b *strings.Builder, results []Result) {
 		}
 		if !header {
 			w("\n## Commits and broker pauses while paced\n\n")
-			w("During each latency phase at the system's own pace: onceflow's commits (from the processor's `Stats.CommitTimes`; p50, p99 and max are bucket bounds, at most 19%% high) how long the broker then took to write their markers, after which the outputs are visible (`Stats.MarkerTimes`; the watch stops at `MarkerWait`, 20 ms, whose bucket ends at 22.6), and how old the oldest input records were when the worker polled them (`Stats.PollAges`: waiting on the broker, or in the client while the worker was busy) and when their commit returned (`Stats.CommitAges`: the processor's whole share of that record's latency, before its markers and the reader), and the broker's stop-the-world collector pauses (from its GC log), medians over the rounds with the rounds in brackets. A record that enters a transaction waits for the rest of the interval and then for the commit, and every request waits out a pause of the broker, so one long commit or pause in a 10 s phase can set the p99 of the records it held: a 100 ms stall holds 1%% of them.\n\n")
+			w("During each latency phase at the system's own pace: onceflow's commits (from the processor's `Stats.CommitTimes`; p50, p99 and max are bucket bounds, at most 19%% high) how long the broker then took to write their markers, after which the outputs are visible (`Stats.MarkerTimes`; the watch stops at `MarkerWait`, 20 ms, whose bucket ends at 22.6), and how old the oldest input records were when the worker polled them (`Stats.PollAges`: waiting on the broker, or in the client while the worker was busy) and when their commit returned (`Stats.CommitAges`: the processor's whole share of that record's latency, before its markers and the reader), and the broker's stop-the-world collector pauses (from its GC log), medians over the rounds with the rounds in brackets. A record that enters a transaction waits for the rest of the interval and then for the commit, and every request waits out a pause of the broker, so one long commit or pause in a 10 s phase can set the p99 of the records it held: a 100 ms stall holds 1%% of them. Under at-least-once and at-most-once a record's result is visible before its offset is committed, so their ages at commit are not part of its latency, and the phase's first commit also commits records processed before the phase (at 1 s, with few commits a phase, the p99 and max are those records' ages since the pre-load).\n\n")
 			w("| system | workload | guarantee | commit | size | commits/s | commit mean ms (flushing) | commit p50 ms | commit p99 ms (rounds) | longest commit ms (rounds) | commits longer than the interval | markers p50 / p99 ms | oldest record when polled p99 ms | oldest record at commit p99 / max ms | broker's longest pause ms (rounds) | broker paused ms in all | latency p99 ms (rounds) |\n")
 			w("|---|---|---|---|---|---:|---:|---:|---|---|---:|---:|---:|---:|---|---:|---|\n")
 			header = true
@@ -682,7 +682,9 @@ func renderCommits(b *strings.Builder, results []Result) {
 			perS, mean, p50 = f(c.PerSecond, 1), f(c.MeanMS, 1)+" ("+f(c.FlushMS, 1)+")", f(c.P50MS, 1)
 			p99, longest = f(c.P99MS, 1)+" ("+joinFloats(p99s, 1)+")", f(c.MaxMS, 1)+" ("+joinFloats(maxs, 1)+")"
 			over = f(c.OverPct, 1) + "%"
-			markers = f(c.MarkerP50MS, 1) + " / " + f(c.MarkerP99MS, 1)
+			if r.Guarantee == gExactlyOnce {
+				markers = f(c.MarkerP50MS, 1) + " / " + f(c.MarkerP99MS, 1)
+			}
 			polled, ages = f(c.PollAgeP99MS, 1), f(c.AgeP99MS, 1)+" / "+f(c.AgeMaxMS, 1)
 		}
 		gcMax := "-"

@@ -7,8 +7,8 @@ import (
 )
 
 // Histogram buckets: four to each doubling of the duration (each about 19%
-// wider than the one before), the first ending at histFirst; the last
-// bucket also takes everything longer than its bound (about 3.6 minutes).
+// wider than the one before), the first ending at histFirst; the last one
+// (from about 3.1 minutes, bound about 3.7) also takes everything longer.
 const (
 	histFirst   = 250 * time.Microsecond
 	histPerDoub = 4
@@ -38,11 +38,11 @@ func histBucket(d time.Duration) int {
 }
 
 // Histogram counts durations in buckets about 19% wide (four to each
-// doubling, the first up to 250µs, the last from about 3.6 minutes on),
-// so that percentiles can be read from it. Stats.CommitTimes is one: the
-// distribution of commit durations, which Kafka Streams reports only as
-// an average and a maximum. Take two Stats snapshots and Sub them for
-// the commits in between.
+// doubling, the first up to 250µs; durations over about 3.1 minutes share
+// the last), so that percentiles can be read from it. Stats has four:
+// PollAges, CommitAges, CommitTimes and MarkerTimes, where Kafka Streams
+// reports averages and maxima. Take two Stats snapshots and Sub them for
+// what was counted in between.
 type Histogram struct {
 	counts [histBuckets]int64
 }
@@ -58,7 +58,8 @@ func (h Histogram) Count() int64 {
 
 // Quantile returns the upper bound of the bucket that holds the q-th
 // quantile (0 < q ≤ 1) of the durations counted: at most about 19% above
-// the true value. It returns 0 for an empty histogram.
+// the true value (in the last bucket, its bound of about 3.7 minutes,
+// whatever the duration). It returns 0 for an empty histogram.
 func (h Histogram) Quantile(q float64) time.Duration {
 	n := h.Count()
 	if n == 0 {
