@@ -97,17 +97,20 @@ func (h Histogram) Sub(earlier Histogram) Histogram {
 }
 
 // histCounter is the counting side of a Histogram, safe for concurrent
-// use, with the exact maximum beside it.
+// use.
 type histCounter struct {
 	counts [histBuckets]atomic.Int64
-	max    atomic.Int64
 }
 
 func (c *histCounter) observe(d time.Duration) {
 	c.counts[histBucket(d)].Add(1)
+}
+
+// storeMax raises m to v if v is larger.
+func storeMax(m *atomic.Int64, v int64) {
 	for {
-		m := c.max.Load()
-		if int64(d) <= m || c.max.CompareAndSwap(m, int64(d)) {
+		old := m.Load()
+		if v <= old || m.CompareAndSwap(old, v) {
 			return
 		}
 	}

@@ -107,10 +107,7 @@ func (m *markerWatch) watch(ctx context.Context, began time.Time, release func()
 	for {
 		asked := time.Now()
 		done, err := m.complete(ctx)
-		if ctx.Err() != nil {
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				m.times.observe(m.wait)
-			}
+		if m.ended(ctx) {
 			return
 		}
 		if err != nil {
@@ -126,13 +123,23 @@ func (m *markerWatch) watch(ctx context.Context, began time.Time, release func()
 			return
 		}
 		sleepUntil(ctx, asked.Add(markerProbeEvery))
-		if ctx.Err() != nil {
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				m.times.observe(m.wait)
-			}
+		if m.ended(ctx) {
 			return
 		}
 	}
+}
+
+// ended tells whether the watch is over: stopped, or the hold's limit
+// passed with the markers still pending, which counts the limit as their
+// time.
+func (m *markerWatch) ended(ctx context.Context) bool {
+	if ctx.Err() == nil {
+		return false
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		m.times.observe(m.wait)
+	}
+	return true
 }
 
 // complete asks the coordinator whether the worker's last transaction is

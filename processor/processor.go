@@ -89,9 +89,9 @@ type Stats struct {
 }
 
 type counters struct {
-	processed, skipped, deadLettered, commits, aborts atomic.Int64
-	commitNanos, flushNanos, pollNanos                atomic.Int64
-	commitTimes, markerTimes, commitAges, pollAges    histCounter
+	processed, skipped, deadLettered, commits, aborts  atomic.Int64
+	commitNanos, flushNanos, pollNanos, maxCommitNanos atomic.Int64
+	commitTimes, markerTimes, commitAges, pollAges     histCounter
 }
 
 // New validates the options and returns a Processor for t. It reports every
@@ -127,7 +127,7 @@ func (p *Processor) Stats() Stats {
 		FlushTime:     time.Duration(p.stats.flushNanos.Load()),
 		PollTime:      time.Duration(p.stats.pollNanos.Load()),
 		CommitTimes:   p.stats.commitTimes.snapshot(),
-		MaxCommitTime: time.Duration(p.stats.commitTimes.max.Load()),
+		MaxCommitTime: time.Duration(p.stats.maxCommitNanos.Load()),
 		MarkerTimes:   p.stats.markerTimes.snapshot(),
 		CommitAges:    p.stats.commitAges.snapshot(),
 		PollAges:      p.stats.pollAges.snapshot(),

@@ -395,6 +395,7 @@ func (w *worker) timeCommit(began time.Time) {
 	d := time.Since(began)
 	w.p.stats.commitNanos.Add(int64(d))
 	w.p.stats.commitTimes.observe(d)
+	storeMax(&w.p.stats.maxCommitNanos, int64(d))
 }
 
 // closeClient closes the worker's client, waiting at most the session
