@@ -93,7 +93,11 @@ func (g *gcLogs) since(m gcMark) gcPauses {
 		if err != nil {
 			return noGCPauses()
 		}
-		b, err := io.ReadAll(io.NewSectionReader(f, m[i], math.MaxInt64-m[i]))
+		from := m[i]
+		if st, err := f.Stat(); err == nil && st.Size() < from {
+			from = 0 // the JVM rotated the log (at 20 MB by default): all of it is new
+		}
+		b, err := io.ReadAll(io.NewSectionReader(f, from, math.MaxInt64-from))
 		f.Close()
 		if err != nil {
 			return noGCPauses()

@@ -53,6 +53,15 @@ func TestGCPausesSince(t *testing.T) {
 	if got.n != 3 || math.Abs(got.totalMS-82.0) > 1e-9 || got.max != 74.211 {
 		t.Fatalf("since the mark: %+v, want 3 pauses, 82 ms in all, 74.211 the longest", got)
 	}
+	// A log rotated since the mark, now shorter than it was: all of it
+	// is new.
+	rotated := "[2026-11-28T19:29:00.000+0000][321.0s] GC(700) Pause Young (Normal) (G1 Evacuation Pause) 400M->240M(621M) 12.500ms\n"
+	if err := os.WriteFile(path, []byte(rotated), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := g.since(gcMark{int64(len(before)) + 1000}); got.n != 1 || got.max != 12.5 {
+		t.Fatalf("after a rotation: %+v, want the one pause of the new log", got)
+	}
 	var none *gcLogs
 	if p := none.since(none.mark()); !math.IsNaN(p.max) || !math.IsNaN(p.totalMS) {
 		t.Fatalf("unknown logs: %+v, want NaN", p)
